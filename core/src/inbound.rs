@@ -1,0 +1,178 @@
+//! Messages arriving from the broker: decoded, checked, and handed to local delivery,
+//! cross-server handlers, or the custom-channel handler.
+
+use std::sync::{Arc, Weak};
+
+use crate::bridge::Route;
+use crate::broker::{BrokerMessage, Inbound};
+use crate::envelope::{self, Body};
+use crate::events::{CrossEvent, CrossReplyTo};
+use crate::frame::Payload;
+use crate::listeners::{drive, drive_all};
+use crate::metrics::Metrics;
+use crate::node::{CustomMessage, NodeInner};
+use crate::{Error, Node};
+
+/// Drains the broker's inbound queue until the node is dropped.
+pub(crate) async fn run(node: Weak<NodeInner>, mut inbound: Inbound) {
+    while let Some(message) = inbound.recv().await {
+        let Some(inner) = node.upgrade() else { return };
+        Node::from_inner(inner).handle_broker_message(message);
+    }
+}
+
+impl Node {
+    fn handle_broker_message(&self, message: BrokerMessage) {
+        let inner = self.inner();
+        let is_custom = inner.custom_channels.read().contains(&message.channel);
+        if is_custom {
+            let handler = inner.custom_handler.read().clone();
+            match handler {
+                Some(handler) => drive(handler(CustomMessage {
+                    channel: message.channel,
+                    payload: message.payload,
+                })),
+                None => Metrics::add(&inner.metrics.unknown_channel_messages),
+            }
+            return;
+        }
+        if !inner.names.is_reserved(&message.channel) {
+            Metrics::add(&inner.metrics.unknown_channel_messages);
+            return;
+        }
+        if let Err(error) = self.handle_envelope(&message) {
+            Metrics::add(&inner.metrics.bad_envelopes);
+            tracing::warn!(channel = %message.channel, %error, "dropped an undecodable envelope");
+        }
+    }
+
+    fn handle_envelope(&self, message: &BrokerMessage) -> Result<(), envelope::EnvelopeError> {
+        let body_bytes = envelope::open(&message.payload)?;
+        let envelope = envelope::decode(&body_bytes)?;
+        let me = self.server_name();
+        if envelope.sender == me {
+            return Ok(());
+        }
+        match envelope.body {
+            Body::Broadcast { frame } => {
+                self.deliver_to_all(&body_bytes.slice_ref(frame));
+            }
+            Body::Sockets { ids, frame } => {
+                self.deliver_to_ids(ids, &body_bytes.slice_ref(frame));
+            }
+            Body::Room {
+                namespace,
+                room,
+                exclude,
+                destroy,
+                frame,
+            } => {
+                self.deliver_to_room(namespace, room, &exclude, &body_bytes.slice_ref(frame));
+                if destroy {
+                    let (_, emptied) = self
+                        .inner()
+                        .state
+                        .write()
+                        .rooms
+                        .remove_room(namespace, room);
+                    if emptied {
+                        self.reconcile_namespaces_later(vec![namespace.to_owned()]);
+                    }
+                }
+            }
+            Body::CrossEvent {
+                event,
+                targets,
+                except_self: _,
+                callback,
+                payload,
+            } => {
+                if targets.is_empty() || targets.contains(&me) {
+                    let payload = Payload::from_json_bytes(body_bytes.slice_ref(payload));
+                    self.run_cross_handlers(Arc::from(envelope.sender), event, payload, callback);
+                }
+            }
+            Body::CrossReply {
+                target,
+                callback,
+                payload,
+            } => {
+                if target == me {
+                    let payload = Payload::from_json_bytes(body_bytes.slice_ref(payload));
+                    if !self.pending().deliver(callback, envelope.sender, &payload) {
+                        Metrics::add(&self.inner().metrics.late_replies);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_cross_handlers(
+        &self,
+        sender: Arc<str>,
+        event: &str,
+        payload: Payload,
+        callback: Option<u64>,
+    ) {
+        let ev = CrossEvent::new(self.clone(), sender, Arc::from(event), payload, callback);
+        let handlers = self.inner().cross_listeners.start(event, ev);
+        if handlers.is_empty() {
+            Metrics::add(&self.inner().metrics.unhandled_events);
+        }
+        drive_all(handlers);
+    }
+
+    /// Runs a cross-server emit: registered replies first, then local handlers, then the broker.
+    pub(crate) async fn dispatch_cross(
+        &self,
+        event: &str,
+        payload: Payload,
+        targets: &[String],
+        except_self: bool,
+        callback: Option<u64>,
+        route: Route,
+    ) -> Result<(), Error> {
+        if route.remote && self.inner().broker.is_some() {
+            let body = Body::CrossEvent {
+                event,
+                targets: targets.iter().map(String::as_str).collect(),
+                except_self,
+                callback,
+                payload: payload.as_bytes(),
+            };
+            let channel = self.inner().names.bridge.clone();
+            self.publish_envelope(&channel, body).await?;
+        }
+        if route.local {
+            let me: Arc<str> = Arc::from(self.server_name());
+            self.run_cross_handlers(me, event, payload, callback);
+        }
+        Ok(())
+    }
+
+    /// Delivers a cross-server reply: straight into the pending map when this node asked,
+    /// otherwise through the bridge channel.
+    pub(crate) async fn send_cross_reply(
+        &self,
+        to: &CrossReplyTo,
+        payload: Payload,
+    ) -> Result<(), Error> {
+        if &*to.server == self.server_name() {
+            if !self
+                .pending()
+                .deliver(to.callback, self.server_name(), &payload)
+            {
+                Metrics::add(&self.inner().metrics.late_replies);
+            }
+            return Ok(());
+        }
+        let body = Body::CrossReply {
+            target: &to.server,
+            callback: to.callback,
+            payload: payload.as_bytes(),
+        };
+        let channel = self.inner().names.bridge.clone();
+        self.publish_envelope(&channel, body).await.map(|_| ())
+    }
+}

@@ -1,0 +1,68 @@
+//! The core of [crosswire](https://docs.rs/crosswire): everything that stays the same whatever
+//! the transport and the broker.
+//!
+//! Applications use the `crosswire` facade crate; transport and broker authors depend on this
+//! crate and implement [`Transport`] or [`Broker`].
+//!
+//! # A message's path
+//! 1. A transport reads a text frame and calls [`Node::handle_text`]; [`frame`] parses it
+//!    (heartbeat, `$background`, or an application event) and the node runs the handlers
+//!    registered with [`Node::on`].
+//! 2. A handler delivers with [`Node::broadcast`], [`Node::to_socket_id`],
+//!    [`Node::to_socket_ids`] or [`Node::broadcast_to_room`] (module `delivery`): the push is
+//!    encoded once, queued on local connections, then wrapped in one envelope and published.
+//! 3. Other nodes receive the envelope from their broker (module `inbound`), decode it without
+//!    copying the push, and queue the same bytes on their own connections.
+//!
+//! # Channels
+//! With the default prefixes a node subscribes to `csbp:server_bridge` (cross-server events and
+//! replies), `ws:broadcast`, `ws:private_socket`, and `ws:{namespace}` for each room namespace
+//! with local members (or preset), plus its custom channels.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![doc(test(attr(deny(warnings))))]
+
+mod bridge;
+mod broker;
+mod channels;
+pub mod close_codes;
+mod delivery;
+mod envelope;
+mod error;
+mod events;
+pub mod frame;
+mod inbound;
+mod listeners;
+mod metrics;
+mod node;
+mod options;
+mod rooms;
+mod socket;
+mod transport;
+
+pub use bridge::{
+    CallbackId, CrossEmit, CrossReply, CrossResult, ReplyStream, DEFAULT_CROSS_TIMEOUT,
+};
+pub use broker::{
+    inbound_channel, Broker, BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY,
+};
+pub use channels::{SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
+pub use error::{BrokerError, BrokerErrorKind, Error, OptionsError};
+pub use events::{
+    system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
+};
+pub use frame::Payload;
+pub use listeners::{Listen, ListenerId, Off};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
+pub use options::{
+    DuplicateBind, NodeBuilder, NodeOptions, DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX,
+    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_SERVER_PING_INTERVAL,
+    DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
+};
+pub use rooms::Match;
+pub use socket::Socket;
+pub use transport::{ParseOptions, RequestInfo, SendError, Transport};

@@ -1,0 +1,248 @@
+//! Event listeners with `on` / `once` / `off` and tags, shared by client events, cross-server
+//! events and system events.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use parking_lot::RwLock;
+
+/// A boxed handler future.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+type Handler<A> = Arc<dyn Fn(A) -> BoxFuture + Send + Sync>;
+
+/// Identifies one registered listener, for [`Off::Id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+/// Which listeners of an event to remove.
+#[derive(Debug, Clone, Copy)]
+pub enum Off<'a> {
+    /// Every listener of the event.
+    All,
+    /// The listeners registered with this tag.
+    Tag(&'a str),
+    /// The one listener returned by `on` / `once`.
+    Id(ListenerId),
+}
+
+impl From<ListenerId> for Off<'_> {
+    fn from(id: ListenerId) -> Self {
+        Off::Id(id)
+    }
+}
+
+impl<'a> From<&'a str> for Off<'a> {
+    fn from(tag: &'a str) -> Self {
+        Off::Tag(tag)
+    }
+}
+
+/// How a listener is registered: optionally tagged, optionally one-shot.
+#[derive(Debug, Clone, Default)]
+pub struct Listen {
+    pub(crate) tag: Option<Arc<str>>,
+    pub(crate) once: bool,
+}
+
+impl Listen {
+    /// A plain listener.
+    pub fn new() -> Self {
+        Listen::default()
+    }
+    /// Tags the listener so `off(event, Off::Tag(tag))` removes it.
+    pub fn tag(mut self, tag: impl Into<Arc<str>>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+    /// Removes the listener after its first call.
+    pub fn once(mut self) -> Self {
+        self.once = true;
+        self
+    }
+}
+
+struct Entry<A> {
+    id: ListenerId,
+    tag: Option<Arc<str>>,
+    once: bool,
+    handler: Handler<A>,
+}
+
+struct Slot<A> {
+    entries: Vec<Entry<A>>,
+    has_once: bool,
+}
+
+/// Listeners keyed by event name.
+pub(crate) struct Listeners<A> {
+    slots: RwLock<HashMap<Arc<str>, Slot<A>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl<A: Clone + Send + 'static> Listeners<A> {
+    pub(crate) fn new(next_id: Arc<AtomicU64>) -> Self {
+        Listeners {
+            slots: RwLock::new(HashMap::new()),
+            next_id,
+        }
+    }
+
+    pub(crate) fn add<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    where
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let handler: Handler<A> = Arc::new(move |arg| Box::pin(handler(arg)));
+        let mut slots = self.slots.write();
+        let slot = slots.entry(Arc::from(event)).or_insert_with(|| Slot {
+            entries: Vec::new(),
+            has_once: false,
+        });
+        slot.has_once |= listen.once;
+        slot.entries.push(Entry {
+            id,
+            tag: listen.tag,
+            once: listen.once,
+            handler,
+        });
+        id
+    }
+
+    /// Removes listeners; returns how many were removed.
+    pub(crate) fn remove(&self, event: &str, off: Off<'_>) -> usize {
+        let mut slots = self.slots.write();
+        let Some(slot) = slots.get_mut(event) else {
+            return 0;
+        };
+        let before = slot.entries.len();
+        match off {
+            Off::All => slot.entries.clear(),
+            Off::Tag(tag) => slot.entries.retain(|e| e.tag.as_deref() != Some(tag)),
+            Off::Id(id) => slot.entries.retain(|e| e.id != id),
+        }
+        let removed = before - slot.entries.len();
+        if slot.entries.is_empty() {
+            slots.remove(event);
+        }
+        removed
+    }
+
+    /// Whether any listener exists for `event`.
+    pub(crate) fn has(&self, event: &str) -> bool {
+        self.slots.read().contains_key(event)
+    }
+
+    /// Starts every listener of `event` with `arg` and returns their futures (empty when none
+    /// listen). One-shot listeners are removed atomically, so each fires at most once.
+    pub(crate) fn start(&self, event: &str, arg: A) -> Vec<BoxFuture> {
+        let handlers: Vec<Handler<A>> = {
+            let slots = self.slots.read();
+            match slots.get(event) {
+                None => return Vec::new(),
+                Some(slot) if !slot.has_once => {
+                    slot.entries.iter().map(|e| e.handler.clone()).collect()
+                }
+                Some(_) => {
+                    drop(slots);
+                    self.take_with_once(event)
+                }
+            }
+        };
+        handlers
+            .iter()
+            .map(|handler| handler(arg.clone()))
+            .collect()
+    }
+
+    fn take_with_once(&self, event: &str) -> Vec<Handler<A>> {
+        let mut slots = self.slots.write();
+        let Some(slot) = slots.get_mut(event) else {
+            return Vec::new();
+        };
+        let handlers = slot.entries.iter().map(|e| e.handler.clone()).collect();
+        slot.entries.retain(|e| !e.once);
+        slot.has_once = false;
+        if slot.entries.is_empty() {
+            slots.remove(event);
+        }
+        handlers
+    }
+}
+
+/// Runs a handler future: polled once right here, so its synchronous part runs in the order
+/// events arrived (as in the JavaScript package), then spawned if it has to wait. A panicking
+/// handler is logged and contained.
+pub(crate) fn drive(mut future: BoxFuture) {
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => {
+            tokio::spawn(future);
+        }
+        Err(_) => tracing::error!("an event handler panicked; the event was abandoned"),
+    }
+}
+
+/// Runs every future with [`drive`].
+pub(crate) fn drive_all(futures: Vec<BoxFuture>) {
+    futures.into_iter().for_each(drive);
+}
+
+impl<A> std::fmt::Debug for Listeners<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listeners")
+            .field("events", &self.slots.read().len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn counter(
+        listeners: &Listeners<u32>,
+        event: &str,
+        listen: Listen,
+    ) -> (ListenerId, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let id = listeners.add(event, listen, move |n| {
+            c.fetch_add(n as usize, Ordering::SeqCst);
+            async {}
+        });
+        (id, count)
+    }
+
+    #[tokio::test]
+    async fn on_once_off_and_tags() {
+        let l = Listeners::<u32>::new(Arc::default());
+        let (id_a, a) = counter(&l, "e", Listen::new());
+        let (_, once) = counter(&l, "e", Listen::new().once());
+        let (_, tagged) = counter(&l, "e", Listen::new().tag("t"));
+        drive_all(l.start("e", 1));
+        drive_all(l.start("e", 1));
+        assert_eq!(a.load(Ordering::SeqCst), 2);
+        assert_eq!(once.load(Ordering::SeqCst), 1, "once fires once");
+        assert_eq!(tagged.load(Ordering::SeqCst), 2);
+        assert_eq!(l.remove("e", Off::Tag("t")), 1);
+        assert_eq!(l.remove("e", Off::Id(id_a)), 1);
+        assert!(!l.has("e"), "empty events are removed");
+        assert!(l.start("e", 1).is_empty());
+        assert_eq!(l.remove("missing", Off::All), 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_contained() {
+        let l = Listeners::<u32>::new(Arc::default());
+        l.add("e", Listen::new(), |_| async { panic!("boom") });
+        drive_all(l.start("e", 1));
+    }
+}

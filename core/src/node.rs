@@ -1,0 +1,919 @@
+//! [`Node`]: the handle an application holds. It owns the connections of this server, their
+//! socket-id bindings and rooms, the listeners, and the link to the broker.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::task::AbortHandle;
+
+use crate::bridge::{CrossEmit, PendingReplies};
+use crate::channels::{check_namespace, ChannelNames, Subscriptions};
+use crate::envelope::Compression;
+use crate::events::{
+    system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
+    SystemListeners,
+};
+use crate::frame::{self, Incoming, Payload};
+use crate::listeners::{drive_all, BoxFuture, Listen, ListenerId, Listeners, Off};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
+use crate::rooms::{Match, Rooms, SocketId};
+use crate::transport::{RequestInfo, Transport};
+use crate::{close_codes, Broker, CallbackId, Error, Socket};
+
+/// The event name of the protocol's background-mode notice.
+pub const BACKGROUND_EVENT: &str = "$background";
+
+/// A crosswire server node. Cheap to clone: every clone is the same node.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+/// use crosswire_core::{system, Node};
+///
+/// let node = Node::builder().build().await?;
+/// let n = node.clone();
+/// node.on_system(system::Connection, move |socket| {
+///     let n = n.clone();
+///     async move {
+///         match socket.request().param("id").map(str::to_owned) {
+///             Some(id) => { let _ = n.bind(&socket, &id); }
+///             None => socket.close(4011, "Auth failure"),
+///         }
+///     }
+/// });
+/// node.on("say", |ev| async move {
+///     let _ = ev.reply(&serde_json::json!({"msg": "hello"}));
+/// });
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) options: NodeOptions,
+    pub(crate) names: ChannelNames,
+    pub(crate) broker: Option<Arc<dyn Broker>>,
+    pub(crate) subscriptions: Option<Subscriptions>,
+    pub(crate) compression: Compression,
+    heartbeat_frame: Bytes,
+    connections: RwLock<HashMap<u64, Socket>>,
+    pub(crate) state: RwLock<State>,
+    pub(crate) custom_channels: RwLock<HashSet<String>>,
+    client_listeners: Listeners<ClientEvent>,
+    pub(crate) cross_listeners: Listeners<CrossEvent>,
+    system: SystemListeners,
+    pub(crate) custom_handler: RwLock<Option<CustomHandler>>,
+    pending: Arc<PendingReplies>,
+    pub(crate) metrics: Metrics,
+    next_conn: AtomicU64,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+/// Bindings and rooms, under one lock so they always agree.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) bound: HashMap<SocketId, Socket>,
+    pub(crate) rooms: Rooms,
+}
+
+/// A message on a custom channel.
+#[derive(Debug, Clone)]
+pub struct CustomMessage {
+    /// The channel it arrived on.
+    pub channel: String,
+    /// The bytes as published.
+    pub payload: Bytes,
+}
+
+pub(crate) type CustomHandler = Arc<dyn Fn(CustomMessage) -> BoxFuture + Send + Sync>;
+
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Validates the options, subscribes the node's channels, and starts its background tasks
+    /// (broker reader, protocol pings).
+    ///
+    /// # Errors
+    /// [`Error::Options`] for invalid options; [`Error::Broker`] when the broker cannot
+    /// subscribe or was already used by another node.
+    pub async fn build(self) -> Result<Node, Error> {
+        let options = self.validate()?;
+        let names = ChannelNames::new(&options.bridge_prefix, &options.ws_prefix);
+        let inbound = match &self.broker {
+            Some(broker) => Some(broker.take_inbound().ok_or_else(|| {
+                crate::BrokerError::new(
+                    crate::BrokerErrorKind::Closed,
+                    "this broker instance already serves another node; create one per node",
+                )
+            })?),
+            None => None,
+        };
+        let ids = Arc::new(AtomicU64::new(0));
+        let inner = Arc::new(NodeInner {
+            compression: Compression {
+                enabled: options.compression,
+                threshold: options.compression_threshold,
+            },
+            heartbeat_frame: Bytes::from(options.heartbeat.clone().into_bytes()),
+            subscriptions: self.broker.clone().map(Subscriptions::new),
+            broker: self.broker,
+            names,
+            connections: RwLock::new(HashMap::new()),
+            state: RwLock::new(State::default()),
+            custom_channels: RwLock::new(options.custom_channels.iter().cloned().collect()),
+            client_listeners: Listeners::new(ids.clone()),
+            cross_listeners: Listeners::new(ids.clone()),
+            system: SystemListeners::new(&ids),
+            custom_handler: RwLock::new(None),
+            pending: Arc::default(),
+            metrics: Metrics::default(),
+            next_conn: AtomicU64::new(1),
+            tasks: Mutex::new(Vec::new()),
+            options,
+        });
+        let node = Node { inner };
+        if let Some(inbound) = inbound {
+            let task = tokio::spawn(crate::inbound::run(Arc::downgrade(&node.inner), inbound));
+            node.inner.tasks.lock().push(task.abort_handle());
+            node.subscribe_fixed_channels().await?;
+        }
+        if let Some(interval) = node.inner.options.server_ping_interval {
+            let task = tokio::spawn(ping_loop(Arc::downgrade(&node.inner), interval));
+            node.inner.tasks.lock().push(task.abort_handle());
+        }
+        Ok(node)
+    }
+}
+
+impl Node {
+    /// Starts configuring a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    pub(crate) fn from_inner(inner: Arc<NodeInner>) -> Node {
+        Node { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &NodeInner {
+        &self.inner
+    }
+
+    /// This node's server name.
+    pub fn server_name(&self) -> &str {
+        &self.inner.options.server_name
+    }
+
+    /// The validated options.
+    pub fn options(&self) -> &NodeOptions {
+        &self.inner.options
+    }
+
+    /// Live counters of dropped input and policy actions. Transports add to them.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A copy of the counters.
+    pub fn metrics_snapshot(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    pub(crate) fn pending(&self) -> &Arc<PendingReplies> {
+        &self.inner.pending
+    }
+
+    /// Cross-server reply collections still waiting (for diagnostics and leak tests).
+    pub fn pending_cross_callbacks(&self) -> usize {
+        self.inner.pending.len()
+    }
+
+    /// Broker channels this node is subscribed to right now.
+    pub fn subscribed_channels(&self) -> Vec<String> {
+        let mut channels = self
+            .inner
+            .subscriptions
+            .as_ref()
+            .map(Subscriptions::subscribed)
+            .unwrap_or_default();
+        channels.sort();
+        channels
+    }
+
+    async fn subscribe_fixed_channels(&self) -> Result<(), Error> {
+        let names = &self.inner.names;
+        let mut fixed = vec![
+            names.bridge.clone(),
+            names.broadcast.clone(),
+            names.private_socket.clone(),
+        ];
+        fixed.extend(
+            self.inner
+                .options
+                .preset_namespaces
+                .iter()
+                .map(|ns| names.namespace(ns)),
+        );
+        fixed.extend(self.inner.options.custom_channels.iter().cloned());
+        if let Some(subs) = &self.inner.subscriptions {
+            for channel in fixed {
+                subs.reconcile(&channel, |_| true).await?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- listeners -------------------------------------------------------------------------
+
+    /// Handles client event `event` with an async handler; returns its id for [`Node::off`].
+    pub fn on<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    where
+        F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .client_listeners
+            .add(event, Listen::new(), handler)
+    }
+
+    /// Handles client event `event` once.
+    pub fn once<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    where
+        F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .client_listeners
+            .add(event, Listen::new().once(), handler)
+    }
+
+    /// Handles client event `event`, tagged and/or one-shot as `listen` says.
+    pub fn on_with<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    where
+        F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.client_listeners.add(event, listen, handler)
+    }
+
+    /// Removes client event listeners; returns how many.
+    pub fn off<'a>(&self, event: &str, which: impl Into<Off<'a>>) -> usize {
+        self.inner.client_listeners.remove(event, which.into())
+    }
+
+    /// Handles cross-server event `event`.
+    pub fn on_cross<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    where
+        F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .cross_listeners
+            .add(event, Listen::new(), handler)
+    }
+
+    /// Handles cross-server event `event` once.
+    pub fn once_cross<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    where
+        F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner
+            .cross_listeners
+            .add(event, Listen::new().once(), handler)
+    }
+
+    /// Handles cross-server event `event`, tagged and/or one-shot as `listen` says.
+    pub fn on_cross_with<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    where
+        F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.cross_listeners.add(event, listen, handler)
+    }
+
+    /// Removes cross-server event listeners; returns how many.
+    pub fn off_cross<'a>(&self, event: &str, which: impl Into<Off<'a>>) -> usize {
+        self.inner.cross_listeners.remove(event, which.into())
+    }
+
+    /// Handles a system event ([`system`] lists them).
+    pub fn on_system<E, F, Fut>(&self, kind: E, handler: F) -> ListenerId
+    where
+        E: SystemEvent,
+        F: Fn(E::Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_system_with(kind, Listen::new(), handler)
+    }
+
+    /// Handles a system event, tagged and/or one-shot as `listen` says.
+    pub fn on_system_with<E, F, Fut>(&self, _kind: E, listen: Listen, handler: F) -> ListenerId
+    where
+        E: SystemEvent,
+        F: Fn(E::Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.system.of::<E>().add("", listen, handler)
+    }
+
+    /// Removes system event listeners; returns how many.
+    pub fn off_system<'a, E: SystemEvent>(&self, _kind: E, which: impl Into<Off<'a>>) -> usize {
+        self.inner.system.of::<E>().remove("", which.into())
+    }
+
+    fn fire<E: SystemEvent>(&self, _kind: E, args: E::Args) -> Vec<BoxFuture> {
+        self.inner.system.of::<E>().start("", args)
+    }
+
+    /// Raises a system event on behalf of a transport (server errors, listening, close).
+    pub fn emit_system<E: SystemEvent>(&self, kind: E, args: E::Args) {
+        drive_all(self.fire(kind, args));
+    }
+
+    /// Sets the one handler of messages on custom channels (replacing any previous one).
+    pub fn set_custom_channel_handler<F, Fut>(&self, handler: F)
+    where
+        F: Fn(CustomMessage) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler: CustomHandler = Arc::new(move |m| Box::pin(handler(m)));
+        *self.inner.custom_handler.write() = Some(handler);
+    }
+
+    /// Removes the custom-channel handler; messages on custom channels are then counted and dropped.
+    pub fn remove_custom_channel_handler(&self) {
+        *self.inner.custom_handler.write() = None;
+    }
+
+    // ----- connections (called by transports) --------------------------------------------
+
+    /// Registers a new client connection and runs the [`system::Connection`] handlers to
+    /// completion. A transport calls this once per connection, before reading from it.
+    pub async fn connect(&self, request: RequestInfo, transport: Box<dyn Transport>) -> Socket {
+        self.connect_inner(request, transport, None).await
+    }
+
+    /// Like [`Node::connect`], for a connection the application authenticated before the
+    /// upgrade: it is bound to `socket_id` before the connection handlers run. If the bind is
+    /// refused (see [`DuplicateBind`]) the connection is closed with 4012.
+    pub async fn connect_bound(
+        &self,
+        request: RequestInfo,
+        transport: Box<dyn Transport>,
+        socket_id: &str,
+    ) -> Socket {
+        self.connect_inner(request, transport, Some(socket_id))
+            .await
+    }
+
+    async fn connect_inner(
+        &self,
+        request: RequestInfo,
+        transport: Box<dyn Transport>,
+        socket_id: Option<&str>,
+    ) -> Socket {
+        let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let socket = Socket::new(conn_id, request, transport);
+        self.inner
+            .connections
+            .write()
+            .insert(conn_id, socket.clone());
+        if let Some(id) = socket_id {
+            if let Err(error) = self.bind(&socket, id) {
+                tracing::debug!(conn = conn_id, %error, "pre-authenticated bind refused");
+                socket.close(close_codes::KICKED, "socket id already connected");
+            }
+        }
+        for handler in self.fire(system::Connection, socket.clone()) {
+            handler.await;
+        }
+        socket
+    }
+
+    /// Handles one text message from a client: heartbeat, protocol events, application events.
+    /// Malformed frames are counted and dropped.
+    pub fn handle_text(&self, socket: &Socket, text: &[u8]) {
+        let Ok(text) = std::str::from_utf8(text) else {
+            Metrics::add(&self.inner.metrics.malformed_frames);
+            return;
+        };
+        if self.inner.system_has_message_listeners() {
+            let event = MessageEvent {
+                socket: socket.clone(),
+                text: Bytes::copy_from_slice(text.as_bytes()),
+            };
+            drive_all(self.fire(system::Message, event));
+        }
+        match frame::parse(text, &self.inner.options.heartbeat) {
+            Ok(Incoming::Heartbeat) => {
+                let _ = socket.send_frame(self.inner.heartbeat_frame.clone());
+                drive_all(self.fire(system::ClientPing, socket.clone()));
+            }
+            Ok(Incoming::Event {
+                event,
+                payload,
+                callback_id,
+            }) => self.handle_event(socket, &event, payload, callback_id),
+            Err(error) => {
+                Metrics::add(&self.inner.metrics.malformed_frames);
+                tracing::debug!(conn = socket.conn_id(), %error, "dropped a malformed client frame");
+            }
+        }
+    }
+
+    fn handle_event(
+        &self,
+        socket: &Socket,
+        event: &str,
+        payload: &str,
+        callback_id: Option<String>,
+    ) {
+        if event == BACKGROUND_EVENT {
+            let Ok(on) = serde_json::from_str::<bool>(payload) else {
+                Metrics::add(&self.inner.metrics.malformed_frames);
+                return;
+            };
+            let node = Arc::downgrade(&self.inner);
+            socket.set_background(on, self.inner.options.background_close_time, move || {
+                if let Some(node) = node.upgrade() {
+                    Metrics::add(&node.metrics.background_closes);
+                }
+            });
+            return;
+        }
+        if event.starts_with('$') {
+            Metrics::add(&self.inner.metrics.reserved_events);
+            return;
+        }
+        if !self.inner.client_listeners.has(event) {
+            Metrics::add(&self.inner.metrics.unhandled_events);
+            return;
+        }
+        let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
+        let ev = ClientEvent::new(socket.clone(), Arc::from(event), payload, callback_id);
+        let handlers = self.inner.client_listeners.start(event, ev);
+        drive_all(handlers);
+    }
+
+    /// Records a protocol pong from a client.
+    pub fn handle_pong(&self, socket: &Socket) {
+        socket.mark_alive();
+        drive_all(self.fire(system::Pong, socket.clone()));
+    }
+
+    /// Reports a connection error (the transport then closes the connection).
+    pub fn handle_error(&self, socket: &Socket, error: &str) {
+        let event = ErrorEvent {
+            socket: socket.clone(),
+            error: Arc::from(error),
+        };
+        drive_all(self.fire(system::ConnectionError, event));
+    }
+
+    /// Removes a closed connection: its binding, its rooms, its timers. A transport calls this
+    /// exactly once per connection, after its last read. Then the [`system::Close`] handlers run.
+    pub async fn disconnect(&self, socket: &Socket, code: u16, reason: &str) {
+        socket.stop_timers();
+        self.inner.connections.write().remove(&socket.conn_id());
+        let socket_id = socket.socket_id();
+        if let Some(id) = &socket_id {
+            self.unbind_connection(id, socket).await;
+        }
+        let event = CloseEvent {
+            socket: socket.clone(),
+            socket_id,
+            code,
+            reason: Arc::from(reason),
+        };
+        drive_all(self.fire(system::Close, event));
+    }
+
+    /// Every open connection on this node, bound or not.
+    pub fn connections(&self) -> Vec<Socket> {
+        self.inner.connections.read().values().cloned().collect()
+    }
+
+    /// Number of open connections on this node, bound or not.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.read().len()
+    }
+
+    // ----- socket-id binding -------------------------------------------------------------
+
+    /// Binds an (authenticated) connection to an application socket id. Deliveries by id and
+    /// rooms work only for bound connections; the binding and its rooms go away by themselves
+    /// when the connection closes. Binding an id bound to another connection follows the
+    /// node's [`DuplicateBind`] policy.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for an empty id, [`Error::AlreadyBound`] under
+    /// [`DuplicateBind::Refuse`].
+    pub fn bind(&self, socket: &Socket, socket_id: &str) -> Result<(), Error> {
+        if socket_id.is_empty() {
+            return Err(Error::invalid("socket id", "it is empty"));
+        }
+        let id: SocketId = Arc::from(socket_id);
+        let mut left_namespaces = Vec::new();
+        let replaced = {
+            let mut state = self.inner.state.write();
+            if let Some(existing) = state.bound.get(&id) {
+                if existing.same_connection(socket) {
+                    return Ok(());
+                }
+                if self.inner.options.duplicate_bind == DuplicateBind::Refuse {
+                    return Err(Error::AlreadyBound(socket_id.to_owned()));
+                }
+            }
+            if let Some(previous) = socket.set_socket_id(Some(id.clone())) {
+                state.bound.remove(&previous);
+                left_namespaces = state.rooms.remove_socket(&previous);
+            }
+            let replaced = state.bound.insert(id.clone(), socket.clone());
+            if let Some(old) = &replaced {
+                old.clear_socket_id_if(&id);
+            }
+            replaced
+        };
+        if let Some(old) = replaced {
+            old.close(close_codes::KICKED, "replaced by a newer connection");
+        }
+        self.reconcile_namespaces_later(left_namespaces);
+        Ok(())
+    }
+
+    /// Removes the binding of `socket_id` and all its room memberships; the connection stays
+    /// open. Returns whether the id was bound.
+    pub async fn unbind(&self, socket_id: &str) -> bool {
+        let socket = self.inner.state.read().bound.get(socket_id).cloned();
+        match socket {
+            Some(socket) => self.unbind_connection(socket_id, &socket).await,
+            None => false,
+        }
+    }
+
+    async fn unbind_connection(&self, socket_id: &str, socket: &Socket) -> bool {
+        let emptied = {
+            let mut state = self.inner.state.write();
+            match state.bound.get(socket_id) {
+                Some(bound) if bound.same_connection(socket) => {
+                    state.bound.remove(socket_id);
+                    socket.clear_socket_id_if(socket_id);
+                    state.rooms.remove_socket(socket_id)
+                }
+                _ => return false,
+            }
+        };
+        for namespace in emptied {
+            self.log_reconcile(&namespace, self.reconcile_namespace(&namespace).await);
+        }
+        true
+    }
+
+    /// The connection bound to `socket_id` on this node.
+    pub fn socket(&self, socket_id: &str) -> Option<Socket> {
+        self.inner.state.read().bound.get(socket_id).cloned()
+    }
+
+    /// Number of connections bound to a socket id on this node.
+    pub fn local_client_count(&self) -> usize {
+        self.inner.state.read().bound.len()
+    }
+
+    // ----- rooms -------------------------------------------------------------------------
+
+    /// Adds a bound socket id to a room, subscribing the namespace's channel if this is its
+    /// first local member.
+    ///
+    /// # Errors
+    /// [`Error::NotBound`] if the id is not bound on this node; [`Error::InvalidName`] for an
+    /// empty or reserved namespace or an empty room; a broker error if the namespace channel
+    /// could not be subscribed (the membership stands and local delivery works; the next join
+    /// retries the subscription).
+    pub async fn join_room(
+        &self,
+        namespace: &str,
+        room: &str,
+        socket_id: &str,
+    ) -> Result<(), Error> {
+        check_namespace(namespace)?;
+        if room.is_empty() {
+            return Err(Error::invalid("room id", "it is empty"));
+        }
+        {
+            let mut state = self.inner.state.write();
+            let Some((id, _)) = state.bound.get_key_value(socket_id) else {
+                return Err(Error::NotBound(socket_id.to_owned()));
+            };
+            let id = id.clone();
+            state.rooms.join(namespace, room, &id);
+        }
+        self.reconcile_namespace(namespace).await
+    }
+
+    /// Removes a socket id from a room, unsubscribing the namespace's channel when its last
+    /// local member leaves (unless preset or auto-unsubscribe is off).
+    ///
+    /// # Errors
+    /// A broker error if the channel could not be unsubscribed.
+    pub async fn leave_room(
+        &self,
+        namespace: &str,
+        room: &str,
+        socket_id: &str,
+    ) -> Result<(), Error> {
+        let emptied = self
+            .inner
+            .state
+            .write()
+            .rooms
+            .leave(namespace, room, socket_id);
+        if emptied {
+            self.reconcile_namespace(namespace).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a room on this node and every local membership in it.
+    ///
+    /// # Errors
+    /// A broker error if the namespace channel could not be unsubscribed.
+    pub async fn remove_room(&self, namespace: &str, room: &str) -> Result<(), Error> {
+        let (_, emptied) = self.inner.state.write().rooms.remove_room(namespace, room);
+        if emptied {
+            self.reconcile_namespace(namespace).await?;
+        }
+        Ok(())
+    }
+
+    /// Distinct local socket ids in `room` of `namespace` (all rooms of it if `room` is
+    /// `None`; rooms whose id starts with `room` under [`Match::Prefix`]).
+    pub fn room_socket_ids(
+        &self,
+        namespace: &str,
+        room: Option<&str>,
+        matching: Match,
+    ) -> HashSet<String> {
+        self.inner
+            .state
+            .read()
+            .rooms
+            .socket_ids(namespace, room, matching)
+            .iter()
+            .map(|id| id.to_string())
+            .collect()
+    }
+
+    /// Number of distinct local sockets in the matched rooms (see [`Node::room_socket_ids`]).
+    pub fn socket_count_in_room(
+        &self,
+        namespace: &str,
+        room: Option<&str>,
+        matching: Match,
+    ) -> usize {
+        self.inner
+            .state
+            .read()
+            .rooms
+            .socket_ids(namespace, room, matching)
+            .len()
+    }
+
+    /// Rooms joined by `socket_id` on this node, by namespace; only namespaces starting with
+    /// `namespace_prefix` when given.
+    pub fn joined_rooms(
+        &self,
+        socket_id: &str,
+        namespace_prefix: Option<&str>,
+    ) -> HashMap<String, HashSet<String>> {
+        self.inner
+            .state
+            .read()
+            .rooms
+            .joined(socket_id, namespace_prefix)
+    }
+
+    /// Whether `socket_id` is in `room` of `namespace` (in any room of it if `room` is `None`).
+    pub fn is_joined(&self, socket_id: &str, namespace: &str, room: Option<&str>) -> bool {
+        self.inner
+            .state
+            .read()
+            .rooms
+            .is_joined(socket_id, namespace, room)
+    }
+
+    /// Number of local rooms in the namespaces matched by `namespace`.
+    pub fn room_count(&self, namespace: &str, matching: Match) -> usize {
+        self.inner
+            .state
+            .read()
+            .rooms
+            .room_count(namespace, matching)
+    }
+
+    /// Ids of local rooms in the namespaces matched by `namespace`.
+    pub fn room_ids(&self, namespace: &str, matching: Match) -> Vec<String> {
+        self.inner.state.read().rooms.room_ids(namespace, matching)
+    }
+
+    /// Keeps the namespace channel subscribed exactly while it is preset or has local members
+    /// (or, with auto-unsubscribe off, once it was ever subscribed).
+    pub(crate) async fn reconcile_namespace(&self, namespace: &str) -> Result<(), Error> {
+        let Some(subs) = &self.inner.subscriptions else {
+            return Ok(());
+        };
+        let channel = self.inner.names.namespace(namespace);
+        let inner = &self.inner;
+        subs.reconcile(&channel, |subscribed| {
+            inner
+                .options
+                .preset_namespaces
+                .iter()
+                .any(|ns| ns == namespace)
+                || (subscribed && !inner.options.auto_unsubscribe)
+                || inner.state.read().rooms.has_namespace(namespace)
+        })
+        .await
+        .map_err(Error::from)
+    }
+
+    pub(crate) fn reconcile_namespaces_later(&self, namespaces: Vec<String>) {
+        if namespaces.is_empty() || self.inner.subscriptions.is_none() {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            for namespace in namespaces {
+                node.log_reconcile(&namespace, node.reconcile_namespace(&namespace).await);
+            }
+        });
+    }
+
+    fn log_reconcile(&self, namespace: &str, result: Result<(), Error>) {
+        if let Err(error) = result {
+            tracing::warn!(namespace, %error, "could not update the namespace channel subscription");
+        }
+    }
+
+    // ----- custom channels ---------------------------------------------------------------
+
+    /// Subscribes a custom channel; its messages go to the custom-channel handler.
+    ///
+    /// # Errors
+    /// [`Error::ReservedChannel`] for crosswire's own channels; a broker error.
+    pub async fn subscribe(&self, channel: &str) -> Result<(), Error> {
+        self.check_custom_channel(channel)?;
+        self.inner
+            .custom_channels
+            .write()
+            .insert(channel.to_owned());
+        if let Some(subs) = &self.inner.subscriptions {
+            subs.reconcile(channel, |_| true).await?;
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes a custom channel.
+    ///
+    /// # Errors
+    /// [`Error::ReservedChannel`] for crosswire's own channels; a broker error.
+    pub async fn unsubscribe(&self, channel: &str) -> Result<(), Error> {
+        self.check_custom_channel(channel)?;
+        self.inner.custom_channels.write().remove(channel);
+        if let Some(subs) = &self.inner.subscriptions {
+            subs.reconcile(channel, |_| false).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes raw bytes on a custom channel, unchanged (no envelope). Returns `false`
+    /// when the node has no broker.
+    ///
+    /// # Errors
+    /// [`Error::ReservedChannel`] for crosswire's own channels; a broker error.
+    pub async fn publish(&self, channel: &str, payload: impl Into<Bytes>) -> Result<bool, Error> {
+        self.check_custom_channel(channel)?;
+        let Some(broker) = &self.inner.broker else {
+            return Ok(false);
+        };
+        broker.publish(channel, payload.into()).await.map_err(|e| {
+            Metrics::add(&self.inner.metrics.publish_failures);
+            Error::from(e)
+        })?;
+        Ok(true)
+    }
+
+    fn check_custom_channel(&self, channel: &str) -> Result<(), Error> {
+        if channel.is_empty() {
+            return Err(Error::invalid("channel", "it is empty"));
+        }
+        if self.inner.names.is_reserved(channel) {
+            return Err(Error::ReservedChannel(channel.to_owned()));
+        }
+        Ok(())
+    }
+
+    // ----- cross-server events -----------------------------------------------------------
+
+    /// Starts a cross-server emit of `event` with `payload`; configure targets, expected
+    /// replies and timeout on the returned [`CrossEmit`], then send it.
+    pub fn emit_cross<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> CrossEmit<'_> {
+        CrossEmit::new(self, event, payload)
+    }
+
+    /// Stops collecting replies for `id`; later replies are ignored. Returns whether it was
+    /// still pending.
+    pub fn cancel_cross_callback(&self, id: CallbackId) -> bool {
+        self.inner.pending.cancel(id.0)
+    }
+}
+
+impl NodeInner {
+    fn system_has_message_listeners(&self) -> bool {
+        self.system.of::<system::Message>().has("")
+    }
+}
+
+/// Every interval: terminate connections that did not answer the previous ping, ping the rest.
+async fn ping_loop(node: Weak<NodeInner>, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let sockets: Vec<Socket> = node.connections.read().values().cloned().collect();
+        for socket in sockets {
+            if socket.take_alive() {
+                socket.transport().ping();
+            } else {
+                Metrics::add(&node.metrics.dead_connections);
+                socket.transport().terminate();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("server_name", &self.server_name())
+            .field("connections", &self.connection_count())
+            .field("has_broker", &self.inner.broker.is_some())
+            .finish()
+    }
+}
+
+/// Options of [`Node::broadcast_to_room`].
+#[derive(Debug, Clone, Default)]
+pub struct RoomOptions {
+    pub(crate) exclude: Vec<String>,
+    pub(crate) local_only: bool,
+    pub(crate) destroy: bool,
+}
+
+impl RoomOptions {
+    /// Skips these socket ids. Default: none.
+    pub fn exclude<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exclude = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Delivers to this node's members only. Default: `false`.
+    pub fn local_only(mut self) -> Self {
+        self.local_only = true;
+        self
+    }
+
+    /// Removes the room after delivering, on every node that has it. Default: `false`.
+    pub fn destroy(mut self) -> Self {
+        self.destroy = true;
+        self
+    }
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Local connections the frame was queued on.
+    pub local: usize,
+    /// Whether it was also published for other nodes.
+    pub published: bool,
+}

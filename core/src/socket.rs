@@ -1,0 +1,167 @@
+//! [`Socket`]: one client connection on this node, as the application holds it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::task::AbortHandle;
+
+use crate::close_codes;
+use crate::frame::encode_push;
+use crate::transport::{RequestInfo, SendError, Transport};
+use crate::Error;
+
+/// A client connection on this node. Cheap to clone; every clone is the same connection.
+///
+/// Most applications address clients by socket id through the [`Node`](crate::Node)
+/// (`to_socket_id`, rooms); a `Socket` is what handlers receive, to bind, reply or close.
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<SocketInner>,
+}
+
+struct SocketInner {
+    conn_id: u64,
+    request: RequestInfo,
+    transport: Box<dyn Transport>,
+    socket_id: Mutex<Option<Arc<str>>>,
+    alive: AtomicBool,
+    background: Mutex<Option<AbortHandle>>,
+}
+
+impl Socket {
+    pub(crate) fn new(conn_id: u64, request: RequestInfo, transport: Box<dyn Transport>) -> Self {
+        Socket {
+            inner: Arc::new(SocketInner {
+                conn_id,
+                request,
+                transport,
+                socket_id: Mutex::new(None),
+                alive: AtomicBool::new(true),
+                background: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// This connection's number, unique on this node.
+    pub fn conn_id(&self) -> u64 {
+        self.inner.conn_id
+    }
+
+    /// The opening request: path and query parameters.
+    pub fn request(&self) -> &RequestInfo {
+        &self.inner.request
+    }
+
+    /// The application socket id bound to this connection, if any.
+    pub fn socket_id(&self) -> Option<Arc<str>> {
+        self.inner.socket_id.lock().clone()
+    }
+
+    pub(crate) fn set_socket_id(&self, id: Option<Arc<str>>) -> Option<Arc<str>> {
+        std::mem::replace(&mut *self.inner.socket_id.lock(), id)
+    }
+
+    /// Clears the binding only if it is still `id`; returns whether it was.
+    pub(crate) fn clear_socket_id_if(&self, id: &str) -> bool {
+        let mut bound = self.inner.socket_id.lock();
+        if bound.as_deref() == Some(id) {
+            *bound = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Sends a push `{"event": E, "payload": P}` to this connection only.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for an unserializable payload; [`Error::Closed`] or
+    /// [`Error::SlowConsumer`] when the frame could not be queued.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
+        self.send_frame(encode_push(event, payload)?)
+    }
+
+    /// Queues an already-encoded text frame.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] or [`Error::SlowConsumer`] when the frame could not be queued.
+    pub fn send_frame(&self, frame: Bytes) -> Result<(), Error> {
+        self.inner.transport.send(frame).map_err(|e| match e {
+            SendError::SlowConsumer => Error::SlowConsumer,
+            _ => Error::Closed,
+        })
+    }
+
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        &*self.inner.transport
+    }
+
+    /// Closes the connection with `code` (see [`close_codes`]) and `reason`.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.inner.transport.close(code, reason);
+    }
+
+    /// Marks a pong as received; returns whether the previous ping had been answered.
+    pub(crate) fn mark_alive(&self) {
+        self.inner.alive.store(true, Ordering::Relaxed);
+    }
+
+    /// Clears the alive flag before a ping; returns whether the last ping was answered.
+    pub(crate) fn take_alive(&self) -> bool {
+        self.inner.alive.swap(false, Ordering::Relaxed)
+    }
+
+    /// Enters (`true`) or leaves (`false`) background mode. In background mode the
+    /// connection is closed with 4003 once `close_after` has passed.
+    pub(crate) fn set_background(
+        &self,
+        on: bool,
+        close_after: Duration,
+        on_close: impl FnOnce() + Send + 'static,
+    ) {
+        let mut timer = self.inner.background.lock();
+        match (on, timer.is_some()) {
+            (true, false) => {
+                let socket = self.clone();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(close_after).await;
+                    on_close();
+                    socket.close(close_codes::BACKGROUND_TIMEOUT, "background timeout");
+                });
+                *timer = Some(task.abort_handle());
+            }
+            (false, true) => {
+                if let Some(task) = timer.take() {
+                    task.abort();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Stops background timers; called when the connection ends.
+    pub(crate) fn stop_timers(&self) {
+        if let Some(task) = self.inner.background.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// Whether two handles are the same connection.
+    pub fn same_connection(&self, other: &Socket) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("conn_id", &self.inner.conn_id)
+            .field("socket_id", &self.socket_id())
+            .field("path", &self.inner.request.path())
+            .finish()
+    }
+}

@@ -1,0 +1,131 @@
+//! The boundary between a node and a client transport (WebSocket, or anything else that
+//! carries the JSON frames of `PROTOCOL.md`).
+//!
+//! A transport accepts connections, describes each one with a [`RequestInfo`], hands the node
+//! a [`Transport`] for writing to it, and feeds what it reads back into the node:
+//! [`Node::connect`](crate::Node::connect), [`Node::handle_text`](crate::Node::handle_text),
+//! [`Node::handle_pong`](crate::Node::handle_pong) and
+//! [`Node::disconnect`](crate::Node::disconnect).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+/// Why a frame could not be queued on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed or closing.
+    #[error("connection is closed")]
+    Closed,
+    /// The connection's bounded outbound queue is full; the transport's slow-consumer policy
+    /// has been applied (the connection is being closed).
+    #[error("outbound queue full (slow consumer)")]
+    SlowConsumer,
+}
+
+/// The write side of one client connection, as the node sees it.
+///
+/// Every method must return at once: implementations queue the work for a writer task and
+/// never block or await.
+pub trait Transport: Send + Sync + 'static {
+    /// Queues one text frame holding `frame` (already-encoded JSON, shared between recipients).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the connection is closing, [`SendError::SlowConsumer`] when
+    /// the outbound queue is full.
+    fn send(&self, frame: Bytes) -> Result<(), SendError>;
+
+    /// Queues a protocol-level ping.
+    fn ping(&self);
+
+    /// Closes the connection gracefully with `code` and `reason`.
+    fn close(&self, code: u16, reason: &str);
+
+    /// Drops the connection at once, without a closing handshake.
+    fn terminate(&self);
+}
+
+/// What the application learns about a connection's opening request.
+///
+/// Client parameters travel in the URL query (browsers cannot set headers), so this holds the
+/// decoded query parameters and the path.
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    path: String,
+    params: HashMap<String, String>,
+    remote_addr: Option<SocketAddr>,
+}
+
+/// How [`RequestInfo::parse`] treats the request target.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions {
+    /// Lower-case parameter names. Default: `false`.
+    pub lowercase_keys: bool,
+    /// Remove the leading `/` from the path. Default: `true`.
+    pub strip_leading_slash: bool,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            lowercase_keys: false,
+            strip_leading_slash: true,
+        }
+    }
+}
+
+impl RequestInfo {
+    /// Parses a request target such as `/chat?id=7&name=sam%20b`.
+    ///
+    /// ```
+    /// use crosswire_core::{ParseOptions, RequestInfo};
+    /// let info = RequestInfo::parse("/chat?id=7&name=sam%20b", ParseOptions::default(), None);
+    /// assert_eq!(info.path(), "chat");
+    /// assert_eq!(info.param("name"), Some("sam b"));
+    /// ```
+    pub fn parse(target: &str, options: ParseOptions, remote_addr: Option<SocketAddr>) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = if options.strip_leading_slash {
+            path.trim_start_matches('/')
+        } else {
+            path
+        };
+        let params = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| {
+                let k = if options.lowercase_keys {
+                    k.to_lowercase()
+                } else {
+                    k.into_owned()
+                };
+                (k, v.into_owned())
+            })
+            .collect();
+        RequestInfo {
+            path: path.to_owned(),
+            params,
+            remote_addr,
+        }
+    }
+
+    /// The request path (without its leading slash by default).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// One query parameter, decoded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// All query parameters, decoded.
+    pub fn params(&self) -> &HashMap<String, String> {
+        &self.params
+    }
+
+    /// The peer's address, when the transport knows it.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote_addr
+    }
+}

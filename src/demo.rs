@@ -1,0 +1,136 @@
+//! The demo event set every example server implements; it is also the benchmark contract.
+//!
+//! - `joinRoom {roomId}` → join `("chat", roomId)`, reply `{msg}`;
+//! - `leaveRoom {roomId}` → leave it, reply `{msg}`;
+//! - `command {action, msg, toPlayerId?, toPlayerIds?, roomId?}` with action `broadcast`,
+//!   `toPlayer`, `toPlayers` or `toRoom` → push `say {action, msg}` cluster-wide, reply `{msg}`;
+//! - `say` → reply `{msg, echo: payload}`.
+//!
+//! Identity comes from the query parameter `id`; a connection without one is closed with 4011.
+//! Ids and room ids may be JSON strings or numbers (numbers are used as strings).
+
+use serde_json::{json, Value};
+
+use crate::{close_codes, system, ClientEvent, Node, RoomOptions};
+
+/// The room namespace of the demo.
+pub const NAMESPACE: &str = "chat";
+
+/// Installs the demo's connection handler and events on `node`.
+pub fn install(node: &Node) {
+    let n = node.clone();
+    node.on_system(system::Connection, move |socket| {
+        let n = n.clone();
+        async move {
+            match socket.request().param("id").filter(|id| !id.is_empty()) {
+                Some(id) => {
+                    let id = id.to_owned();
+                    if let Err(error) = n.bind(&socket, &id) {
+                        tracing::info!(%error, "demo: bind refused");
+                    }
+                }
+                None => socket.close(close_codes::AUTH_FAILED, "Auth failure"),
+            }
+        }
+    });
+
+    let n = node.clone();
+    node.on("joinRoom", move |ev| {
+        let n = n.clone();
+        async move {
+            let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
+                (Some(id), Some(room)) => match n.join_room(NAMESPACE, &room, &id).await {
+                    Ok(()) => format!("Successfully joined the roomId:{room}"),
+                    Err(error) => format!("Failed to join the room: {error}"),
+                },
+                _ => "Failed to join the room".to_owned(),
+            };
+            reply(&ev, json!({ "msg": msg }));
+        }
+    });
+
+    let n = node.clone();
+    node.on("leaveRoom", move |ev| {
+        let n = n.clone();
+        async move {
+            let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
+                (Some(id), Some(room)) => match n.leave_room(NAMESPACE, &room, &id).await {
+                    Ok(()) => format!("Left the roomId:{room}"),
+                    Err(error) => format!("Failed to leave the room: {error}"),
+                },
+                _ => "Failed to leave the room".to_owned(),
+            };
+            reply(&ev, json!({ "msg": msg }));
+        }
+    });
+
+    let n = node.clone();
+    node.on("command", move |ev| {
+        let n = n.clone();
+        async move {
+            let msg = command(&n, &ev.value()).await;
+            reply(&ev, json!({ "msg": msg }));
+        }
+    });
+
+    node.on("say", |ev| async move {
+        reply(
+            &ev,
+            json!({ "msg": "I am a callback for your say event", "echo": ev.value() }),
+        );
+    });
+}
+
+async fn command(node: &Node, data: &Value) -> String {
+    let Some(action) = data["action"].as_str() else {
+        return "Failed to send message".to_owned();
+    };
+    let push = json!({ "action": action, "msg": data["msg"] });
+    let sent = match action {
+        "broadcast" => node.broadcast("say", &push).await,
+        "toPlayer" => match id_field(data, "toPlayerId") {
+            Some(id) => node.to_socket_id(&id, "say", &push).await,
+            None => return "Missing toPlayerId".to_owned(),
+        },
+        "toPlayers" => match data["toPlayerIds"].as_array() {
+            Some(ids) => {
+                let ids: Vec<String> = ids.iter().filter_map(id_value).collect();
+                node.to_socket_ids(&ids, "say", &push).await
+            }
+            None => return "Missing toPlayerIds".to_owned(),
+        },
+        "toRoom" => match id_field(data, "roomId") {
+            Some(room) => {
+                node.broadcast_to_room(NAMESPACE, &room, "say", &push, RoomOptions::default())
+                    .await
+            }
+            None => return "Missing roomId".to_owned(),
+        },
+        _ => return "Unknown action type".to_owned(),
+    };
+    match sent {
+        Ok(_) => format!("Message sent successfully [action:{action}] "),
+        Err(error) => format!("Failed to send message: {error}"),
+    }
+}
+
+/// A socket or room id from a JSON string or number.
+fn id_value(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn id_field(data: &Value, field: &str) -> Option<String> {
+    id_value(&data[field])
+}
+
+fn reply(ev: &ClientEvent, value: Value) {
+    if ev.wants_reply() {
+        if let Err(error) = ev.reply(&value) {
+            tracing::debug!(%error, "demo: reply not sent");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! # crosswire
+//!
+//! Real-time WebSocket applications that outgrow one server: games, chat, live classrooms,
+//! dashboards, and back-end services that talk through events.
+//!
+//! A [`Node`] is one server of your cluster. Clients connect over WebSocket (module [`ws`]),
+//! speak a small JSON protocol compatible with the JavaScript `WebSocketConnector`, and are
+//! bound to application socket ids. You deliver to everyone, to one id, to many ids or to a
+//! room with the same call whether the client sits on this node or another; and nodes emit
+//! events to each other and collect replies. Nodes meet through a [`Broker`]: in-memory
+//! ([`memory`], the default), Redis or NATS — application code does not change.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use crosswire::memory::MemoryHub;
+//! use crosswire::ws::{WsConfig, WsServer};
+//! use crosswire::{system, Node};
+//!
+//! let hub = MemoryHub::new(); // one per process; Redis or NATS across machines
+//! let node = Node::builder().server_name("a").broker(hub.broker()).build().await?;
+//!
+//! let n = node.clone();
+//! node.on_system(system::Connection, move |socket| {
+//!     let n = n.clone();
+//!     async move {
+//!         match socket.request().param("id").map(str::to_owned) {
+//!             Some(id) => { let _ = n.bind(&socket, &id); }
+//!             None => socket.close(4011, "Auth failure"),
+//!         }
+//!     }
+//! });
+//! let n = node.clone();
+//! node.on("joinRoom", move |ev| {
+//!     let n = n.clone();
+//!     async move {
+//!         let id = ev.socket().socket_id();
+//!         if let (Some(id), Some(room)) = (id, ev.value()["roomId"].as_str()) {
+//!             let _ = n.join_room("chat", room, &id).await;
+//!             let _ = n.broadcast_to_room("chat", room, "say", &"welcome", Default::default()).await;
+//!         }
+//!     }
+//! });
+//!
+//! let server = WsServer::bind("127.0.0.1:0", node.clone(), WsConfig::default()).await?;
+//! # server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `memory` | yes | [`memory::MemoryHub`]: several nodes in one process |
+
+#![doc(test(attr(deny(warnings))))]
+
+#[doc(inline)]
+pub use crosswire_core::*;
+
+/// The WebSocket transport: [`ws::WsServer`], [`ws::WsAcceptor`], [`ws::WsConfig`].
+pub mod ws {
+    #[doc(inline)]
+    pub use crosswire_ws::*;
+}
+
+/// The in-memory broker.
+#[cfg(feature = "memory")]
+pub mod memory {
+    #[doc(inline)]
+    pub use crosswire_memory::*;
+}
+
+pub mod demo;

@@ -1,0 +1,128 @@
+//! Turning an HTTP request into a crosswire connection: inside crosswire's own listener, inside
+//! an existing hyper or axum server on a shared port, or after the application authenticated
+//! the request itself (the recommended way: a failed check answers 401 and no WebSocket exists).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use crosswire_core::{Node, RequestInfo};
+use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
+use fastwebsockets::{after_handshake_split, Role};
+use http_body_util::Empty;
+use hyper::{Request, Response, StatusCode};
+
+use crate::connection;
+use crate::WsConfig;
+
+/// Accepts WebSocket upgrades for one node. Cheap to clone; use one per HTTP service.
+///
+/// ```no_run
+/// # async fn serve(node: crosswire_core::Node, req: hyper::Request<hyper::body::Incoming>) {
+/// use crosswire_ws::{Accept, WsAcceptor, WsConfig};
+/// let acceptor = WsAcceptor::new(node, WsConfig::default());
+/// // In a hyper/axum handler: authenticate first, then upgrade and bind in one step.
+/// let response = match req.uri().query().and_then(|q| q.strip_prefix("token=")) {
+///     Some(user) => acceptor.accept_with(req, Accept::new().socket_id(user)),
+///     None => crosswire_ws::unauthorized(),
+/// };
+/// # let _ = response; }
+/// ```
+#[derive(Debug, Clone)]
+pub struct WsAcceptor {
+    node: Node,
+    config: WsConfig,
+}
+
+/// Per-connection choices of [`WsAcceptor::accept_with`].
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    socket_id: Option<String>,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl Accept {
+    /// Nothing decided yet: the connection handlers bind it.
+    pub fn new() -> Self {
+        Accept::default()
+    }
+
+    /// Binds the connection to this socket id before its connection handlers run (for requests
+    /// the application authenticated before the upgrade).
+    pub fn socket_id(mut self, id: impl Into<String>) -> Self {
+        self.socket_id = Some(id.into());
+        self
+    }
+
+    /// The peer address, shown in [`RequestInfo::remote_addr`].
+    pub fn remote_addr(mut self, addr: SocketAddr) -> Self {
+        self.remote_addr = Some(addr);
+        self
+    }
+}
+
+impl WsAcceptor {
+    /// An acceptor for `node` with `config`.
+    pub fn new(node: Node, config: WsConfig) -> Self {
+        WsAcceptor { node, config }
+    }
+
+    /// The node connections are given to.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Upgrades `request`, answering 426 to a request that is not a WebSocket upgrade and
+    /// 400 to a malformed one. Send the returned response; the connection starts once it is
+    /// out.
+    pub fn accept<B>(&self, request: Request<B>) -> Response<Empty<Bytes>> {
+        self.accept_with(request, Accept::new())
+    }
+
+    /// [`accept`](Self::accept) with per-connection choices.
+    pub fn accept_with<B>(
+        &self,
+        mut request: Request<B>,
+        accept: Accept,
+    ) -> Response<Empty<Bytes>> {
+        if !is_upgrade_request(&request) {
+            return status(StatusCode::UPGRADE_REQUIRED);
+        }
+        let (response, upgrade_future) = match upgrade(&mut request) {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "rejected a malformed WebSocket upgrade");
+                return status(StatusCode::BAD_REQUEST);
+            }
+        };
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let info = RequestInfo::parse(target, self.config.parse, accept.remote_addr);
+        let node = self.node.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let websocket = match upgrade_future.await {
+                Ok(websocket) => websocket,
+                Err(error) => {
+                    tracing::debug!(%error, "WebSocket upgrade did not complete");
+                    return;
+                }
+            };
+            let (read, write) = tokio::io::split(websocket.into_inner());
+            // Only the read half of fastwebsockets is used; the writer frames by itself so
+            // that it can write many queued frames at once.
+            let (read, _) = after_handshake_split(read, tokio::io::sink(), Role::Server);
+            connection::start(node, info, accept.socket_id, read, write, &config);
+        });
+        response
+    }
+}
+
+fn status(code: StatusCode) -> Response<Empty<Bytes>> {
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = code;
+    response
+}
+
+/// A plain `401 Unauthorized` response, for requests rejected before any WebSocket exists.
+pub fn unauthorized() -> Response<Empty<Bytes>> {
+    status(StatusCode::UNAUTHORIZED)
+}
