@@ -1,0 +1,9 @@
+//! Shared test helpers: a real WebSocket client over loopback, and node/server setup.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod client;
+
+use std::time::Duration;
+
+/// How long a test waits for an event before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
