@@ -70,3 +70,8 @@ pub mod memory {
 }
 
 pub mod demo;
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -354,9 +354,9 @@ impl<'a> CrossEmit<'a> {
     ///
     /// # Errors
     /// As [`send`](Self::send).
-    pub async fn on_reply<F, Fut>(self, callback: F) -> Result<CallbackId, Error>
+    pub async fn on_reply<F, Fut>(self, mut callback: F) -> Result<CallbackId, Error>
     where
-        F: Fn(CrossReply) -> Fut + Send + 'static,
+        F: FnMut(CrossReply) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let mut stream = self.replies().await?;

@@ -1,0 +1,91 @@
+//! One WebSocket server, no broker: the JavaScript package's first chapter.
+//!
+//! Run with `cargo run --example single_server -- --port 9000`, then connect a client with
+//! `?id=...` (for example `cargo run --example client`, or any WebSocket client). A client
+//! without an id is closed with 4011. `say` requests get a reply, `joinRoom` puts the client in
+//! room `testRoom/1000`; every 15 s the server broadcasts `serverSay`, every 10 s it sends
+//! `roomSay` to the room.
+
+use std::error::Error;
+use std::time::Duration;
+
+use crosswire::ws::{WsConfig, WsServer};
+use crosswire::{close_codes, system, Node, RoomOptions};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt().init();
+    let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
+        Some(port) => port.parse()?,
+        None => 9000,
+    };
+
+    let node = Node::builder().build().await?;
+
+    let n = node.clone();
+    node.on_system(system::Connection, move |socket| {
+        let n = n.clone();
+        async move {
+            println!("client connected: {:?}", socket.request().params());
+            // Authenticate here (e.g. verify a token). For the demo, trust the `id` parameter.
+            match socket.request().param("id").map(str::to_owned) {
+                Some(id) => {
+                    if let Err(error) = n.bind(&socket, &id) {
+                        println!("bind failed: {error}");
+                    }
+                }
+                None => socket.close(close_codes::AUTH_FAILED, "Auth failure"),
+            }
+        }
+    });
+    // No cleanup needed on close: the binding and its rooms are removed automatically.
+    node.on_system(system::Close, |close| async move {
+        println!(
+            "client {:?} disconnected ({} {})",
+            close.socket_id, close.code, close.reason
+        );
+    });
+
+    node.on("say", |ev| async move {
+        println!("say from {:?}: {}", ev.socket().socket_id(), ev.value());
+        if ev.wants_reply() {
+            let _ = ev.reply(&json!({ "msg": "I am a callback for your say event" }));
+        }
+    });
+
+    let n = node.clone();
+    node.on("joinRoom", move |ev| {
+        let n = n.clone();
+        async move {
+            if let Some(id) = ev.socket().socket_id() {
+                if let Err(error) = n.join_room("testRoom", "1000", &id).await {
+                    println!("join failed: {error}");
+                }
+            }
+            if ev.wants_reply() {
+                let _ = ev.reply(&json!({ "msg": "JoinRoom successfully" }));
+            }
+        }
+    });
+
+    let server = WsServer::bind(("127.0.0.1", port), node.clone(), WsConfig::default()).await?;
+    println!("listening on ws://{}/?id=1", server.local_addr());
+
+    let mut broadcast = tokio::time::interval(Duration::from_secs(15));
+    let mut room = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = broadcast.tick() => {
+                node.broadcast("serverSay", &json!({ "msg": "I'm sending this message to everyone" })).await?;
+            }
+            _ = room.tick() => {
+                let msg = json!({ "msg": "This is a message sent to the test room" });
+                node.broadcast_to_room("testRoom", "1000", "roomSay", &msg, RoomOptions::default()).await?;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    server.shutdown().await;
+    Ok(())
+}
