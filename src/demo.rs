@@ -6,7 +6,8 @@
 //!   `toPlayer`, `toPlayers` or `toRoom` → push `say {action, msg}` cluster-wide, reply `{msg}`;
 //! - `say` → reply `{msg, echo: payload}`.
 //!
-//! Identity comes from the query parameter `id`; a connection without one is closed with 4011.
+//! Identity comes from the query parameter `id` (unless the connection was bound before the
+//! upgrade); a connection without one is closed with 4011.
 //! Ids and room ids may be JSON strings or numbers (numbers are used as strings).
 
 use serde_json::{json, Value};
@@ -22,6 +23,9 @@ pub fn install(node: &Node) {
     node.on_system(system::Connection, move |socket| {
         let n = n.clone();
         async move {
+            if socket.socket_id().is_some() {
+                return; // authenticated and bound before the upgrade
+            }
             match socket.request().param("id").filter(|id| !id.is_empty()) {
                 Some(id) => {
                     let id = id.to_owned();

@@ -53,8 +53,6 @@ counters! {
     background_closes,
     /// Cross-server replies that arrived after their callback completed, timed out or was cancelled.
     late_replies,
-    /// Event handlers that panicked (the panic was contained).
-    handler_panics,
 }
 
 impl Metrics {
