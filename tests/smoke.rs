@@ -1,3 +1,5 @@
+//! Smoke test of the shared test client against the demo server.
+
 mod support;
 use support::client::{Received, TestClient};
 

@@ -123,7 +123,8 @@ impl Node {
         drive_all(handlers);
     }
 
-    /// Runs a cross-server emit: registered replies first, then local handlers, then the broker.
+    /// Runs a cross-server emit: published to the other nodes first, then this node's handlers run
+    /// (without the broker). A failed publish returns its error before any handler ran.
     pub(crate) async fn dispatch_cross(
         &self,
         event: &str,

@@ -150,3 +150,38 @@ impl TestClient {
         let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
     }
 }
+
+/// Helpers added for the single-server, bad-input and attach-mode tests.
+impl TestClient {
+    /// Connects to `url`, returning the handshake error instead of panicking (e.g. an HTTP 401
+    /// answered before any WebSocket exists).
+    pub async fn try_connect(
+        url: &str,
+    ) -> Result<TestClient, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")?;
+        Ok(TestClient {
+            ws,
+            next_callback: 0,
+        })
+    }
+
+    /// The next frame or close before `deadline`, or `None`. Unlike [`TestClient::recv_within`],
+    /// protocol pings (answered automatically while reading) do not extend the wait.
+    pub async fn recv_until(&mut self, deadline: tokio::time::Instant) -> Option<Received> {
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::time::timeout(wait, self.recv_within(wait))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Waits for the server to close, then keeps reading so that the close echo goes out and
+    /// the server sees a complete closing handshake; returns code and reason.
+    pub async fn expect_close_then_drain(mut self) -> (u16, String) {
+        let closed = self.expect_close().await;
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+        closed
+    }
+}

@@ -2,6 +2,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod client;
+pub mod conformance;
+pub mod observed;
 
 use std::time::Duration;
 
