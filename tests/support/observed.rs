@@ -3,14 +3,11 @@
 //! envelope was compressed) without reaching into the library.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use crosswire::{Broker, BrokerError, Inbound};
-
-type BrokerFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, BrokerError>> + Send + 'a>>;
 
 /// A broker that forwards everything to `inner` and keeps a log.
 pub struct ObservedBroker {
@@ -39,21 +36,25 @@ impl ObservedBroker {
         self.clone()
     }
 
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().expect("observed broker log poisoned")
+    }
+
     /// How many times the node called `subscribe(channel)`.
     pub fn subscribe_calls(&self, channel: &str) -> usize {
-        let log = self.log.lock().expect("observed broker log poisoned");
+        let log = self.log();
         log.subscribes.get(channel).copied().unwrap_or(0)
     }
 
     /// How many times the node called `unsubscribe(channel)`.
     pub fn unsubscribe_calls(&self, channel: &str) -> usize {
-        let log = self.log.lock().expect("observed broker log poisoned");
+        let log = self.log();
         log.unsubscribes.get(channel).copied().unwrap_or(0)
     }
 
     /// Every payload the node published on `channel`, in order.
     pub fn published_on(&self, channel: &str) -> Vec<Bytes> {
-        let log = self.log.lock().expect("observed broker log poisoned");
+        let log = self.log();
         log.published
             .iter()
             .filter(|(c, _)| c == channel)
@@ -63,11 +64,7 @@ impl ObservedBroker {
 
     /// Forgets what was published so far.
     pub fn clear_published(&self) {
-        self.log
-            .lock()
-            .expect("observed broker log poisoned")
-            .published
-            .clear();
+        self.log().published.clear();
     }
 }
 
@@ -77,69 +74,27 @@ impl std::fmt::Debug for ObservedBroker {
     }
 }
 
-// `Broker` is declared with `#[async_trait]`; these are the signatures it expands to, written
-// out so the tests need no extra dependency.
+fn count(counts: &mut HashMap<String, usize>, channel: &str) {
+    *counts.entry(channel.to_owned()).or_default() += 1;
+}
+
+#[async_trait]
 impl Broker for ObservedBroker {
-    fn publish<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        channel: &'life1 str,
-        payload: Bytes,
-    ) -> BrokerFuture<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.log
-                .lock()
-                .expect("observed broker log poisoned")
-                .published
-                .push((channel.to_owned(), payload.clone()));
-            self.inner.publish(channel, payload).await
-        })
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BrokerError> {
+        self.log()
+            .published
+            .push((channel.to_owned(), payload.clone()));
+        self.inner.publish(channel, payload).await
     }
 
-    fn subscribe<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        channel: &'life1 str,
-    ) -> BrokerFuture<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            *self
-                .log
-                .lock()
-                .expect("observed broker log poisoned")
-                .subscribes
-                .entry(channel.to_owned())
-                .or_default() += 1;
-            self.inner.subscribe(channel).await
-        })
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        count(&mut self.log().subscribes, channel);
+        self.inner.subscribe(channel).await
     }
 
-    fn unsubscribe<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        channel: &'life1 str,
-    ) -> BrokerFuture<'async_trait, ()>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            *self
-                .log
-                .lock()
-                .expect("observed broker log poisoned")
-                .unsubscribes
-                .entry(channel.to_owned())
-                .or_default() += 1;
-            self.inner.unsubscribe(channel).await
-        })
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        count(&mut self.log().unsubscribes, channel);
+        self.inner.unsubscribe(channel).await
     }
 
     fn take_inbound(&self) -> Option<Inbound> {
