@@ -98,7 +98,14 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let handler: Handler<A> = Arc::new(move |arg| Box::pin(handler(arg)));
+        // The handler is called inside the future, so a listener's synchronous part runs when
+        // its future is first polled: listeners run in registration order, each after the
+        // previous one's first poll.
+        let handler = Arc::new(handler);
+        let handler: Handler<A> = Arc::new(move |arg| {
+            let handler = handler.clone();
+            Box::pin(async move { handler(arg).await })
+        });
         let mut slots = self.slots.write();
         let slot = slots.entry(Arc::from(event)).or_insert_with(|| Slot {
             entries: Vec::new(),

@@ -399,7 +399,11 @@ impl Node {
             }
         }
         for handler in self.fire(system::Connection, socket.clone()) {
-            handler.await;
+            // Each handler runs as a task of its own: a panic is contained (the connection
+            // goes on), and a handler outlives a transport that gives up on the connection.
+            if tokio::spawn(handler).await.is_err() {
+                tracing::error!(conn = conn_id, "a connection handler panicked");
+            }
         }
         socket
     }

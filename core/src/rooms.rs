@@ -282,7 +282,7 @@ mod tests {
         assert!(!emptied);
         assert_eq!(rooms.joined("a", None).len(), 0);
         assert!(rooms.is_joined("b", "chat", Some("2")));
-        assert_eq!(rooms.remove_room("chat", "2").1, true);
+        assert!(rooms.remove_room("chat", "2").1);
         assert!(rooms.is_empty());
     }
 

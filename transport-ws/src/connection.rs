@@ -148,16 +148,36 @@ pub(crate) fn start<R, W>(
     let reader_shared = shared.clone();
     let max_message_size = config.max_message_size;
     let reader = tokio::spawn(async move {
-        let socket = match bind_as {
-            Some(id) => node.connect_bound(request, transport, &id).await,
-            None => node.connect(request, transport).await,
+        // Registration runs in a task of its own: if the connection is stopped while its
+        // connection handlers still run (which aborts this reader), they finish anyway and the
+        // guard they return reports the disconnect, so the node never keeps a dead connection.
+        let registration = tokio::spawn({
+            let node = node.clone();
+            let shared = reader_shared.clone();
+            async move {
+                let socket = match bind_as {
+                    Some(id) => node.connect_bound(request, transport, &id).await,
+                    None => node.connect(request, transport).await,
+                };
+                DisconnectGuard {
+                    node,
+                    socket,
+                    shared,
+                }
+            }
+        });
+        let Ok(guard) = registration.await else {
+            return; // the runtime is shutting down
         };
-        let guard = DisconnectGuard {
-            node: node.clone(),
-            socket: socket.clone(),
-            shared: reader_shared.clone(),
-        };
-        read_loop(&node, &socket, read, tx, &reader_shared, max_message_size).await;
+        read_loop(
+            &node,
+            &guard.socket,
+            read,
+            tx,
+            &reader_shared,
+            max_message_size,
+        )
+        .await;
         drop(guard);
     });
     tokio::spawn(write_loop(
@@ -203,7 +223,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
     shared: &Shared,
     max_message_size: usize,
 ) {
-    read.set_max_message_size(max_message_size);
+    // fastwebsockets refuses a frame whose payload is >= its limit; ours is the largest
+    // message accepted, so a message of exactly `max_message_size` bytes must pass.
+    read.set_max_message_size(max_message_size.saturating_add(1));
     let mut obligated = |frame: Frame<'_>| {
         let payload = Bytes::copy_from_slice(&frame.payload);
         let item = match frame.opcode {

@@ -21,7 +21,8 @@ use crate::WsConfig;
 /// use crosswire_ws::{Accept, WsAcceptor, WsConfig};
 /// let acceptor = WsAcceptor::new(node, WsConfig::default());
 /// // In a hyper/axum handler: authenticate first, then upgrade and bind in one step.
-/// let response = match req.uri().query().and_then(|q| q.strip_prefix("token=")) {
+/// let user = req.uri().query().and_then(|q| q.strip_prefix("token=")).map(str::to_owned);
+/// let response = match user {
 ///     Some(user) => acceptor.accept_with(req, Accept::new().socket_id(user)),
 ///     None => crosswire_ws::unauthorized(),
 /// };
