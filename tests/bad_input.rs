@@ -21,9 +21,6 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
-/// How long a client listens to make sure that nothing arrives.
-const QUIET: Duration = Duration::from_millis(200);
-
 struct Server {
     node: Node,
     server: WsServer,
@@ -72,14 +69,7 @@ impl Server {
 
     /// A demo client with `?id=ID`, served (and therefore bound) before it is returned.
     async fn client(&self, id: &str) -> TestClient {
-        let mut client = TestClient::with_id(self.addr(), id).await;
-        let (reply, pushes) = client.request("say", json!("hello")).await;
-        assert_eq!(reply["echo"], "hello", "client {id} is served");
-        assert!(
-            pushes.is_empty(),
-            "client {id} got unexpected pushes: {pushes:?}"
-        );
-        client
+        TestClient::served(self.addr(), id).await
     }
 
     /// Waits until a connection bound to `id` has finished its connection handlers.
@@ -114,13 +104,6 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
         .await
         .unwrap_or_else(|_| panic!("{what}: nothing in time"))
         .unwrap_or_else(|| panic!("{what}: listener gone"))
-}
-
-/// Asserts that `client` receives nothing for a short while.
-async fn assert_silent(client: &mut TestClient, who: &str) {
-    if let Some(frame) = client.recv_within(QUIET).await {
-        panic!("{who} should have received nothing, got {frame:?}");
-    }
 }
 
 /// Asserts that `client` is still served: a request is answered, and nothing else arrived
@@ -319,7 +302,9 @@ async fn an_event_without_a_handler_gets_no_reply() {
         .send_text(r#"{"event":"nobodyListens","payload":{},"callbackId":"u1"}"#)
         .await;
     // Silence is the behaviour: the client's own callback timeout reports it.
-    assert_silent(&mut client, "a client that asked an unhandled event").await;
+    client
+        .assert_silent("a client that asked an unhandled event")
+        .await;
     client.emit("nobodyListensEither", json!(1)).await;
     assert_still_served(&mut client).await;
     let m = s.metrics();
@@ -540,7 +525,7 @@ async fn a_refused_duplicate_bind_keeps_the_old_connection() {
         first.recv_push().await,
         ("direct".to_owned(), json!("for the first"))
     );
-    assert_silent(&mut second, "the refused connection").await;
+    second.assert_silent("the refused connection").await;
     assert_still_served(&mut second).await;
     assert!(s.closes.try_recv().is_err(), "nobody was closed");
     assert_eq!(s.metrics(), MetricsSnapshot::default());

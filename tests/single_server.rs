@@ -4,17 +4,12 @@
 
 mod support;
 
-use std::time::Duration;
-
 use crosswire::ws::{WsConfig, WsServer};
 use crosswire::{system, CloseEvent, Node, NodeBuilder};
 use serde_json::{json, Value};
 use support::client::{Received, TestClient};
 use support::WAIT;
 use tokio::sync::mpsc;
-
-/// How long a client listens to make sure that nothing (more) arrives.
-const QUIET: Duration = Duration::from_millis(200);
 
 struct Demo {
     node: Node,
@@ -42,16 +37,7 @@ impl Demo {
     }
 
     async fn client(&self, id: &str) -> TestClient {
-        let mut client = TestClient::with_id(self.server.local_addr(), id).await;
-        // Connection handlers finish before the first message is read, so once a request is
-        // answered the client is bound.
-        let (reply, pushes) = client.request("say", json!("hello")).await;
-        assert_eq!(reply["echo"], "hello", "client {id} is served");
-        assert!(
-            pushes.is_empty(),
-            "client {id} got unexpected pushes: {pushes:?}"
-        );
-        client
+        TestClient::served(self.server.local_addr(), id).await
     }
 
     async fn next_close(&mut self) -> CloseEvent {
@@ -59,13 +45,6 @@ impl Demo {
             .await
             .expect("a close event in time")
             .expect("close listener alive")
-    }
-}
-
-/// Asserts that `client` receives nothing for a short while.
-async fn assert_silent(client: &mut TestClient, who: &str) {
-    if let Some(frame) = client.recv_within(QUIET).await {
-        panic!("{who} should have received nothing, got {frame:?}");
     }
 }
 
@@ -127,7 +106,7 @@ async fn a_request_is_answered_to_the_asker_only() {
         })
     );
     assert!(pushes.is_empty());
-    assert_silent(&mut other, "the other client").await;
+    other.assert_silent("the other client").await;
 }
 
 #[tokio::test]
@@ -158,7 +137,9 @@ async fn each_reply_carries_its_own_callback_id() {
 
     // A plain event (no callbackId) runs the handler but gets no reply.
     client.emit("say", json!("no reply wanted")).await;
-    assert_silent(&mut client, "a client that asked for no reply").await;
+    client
+        .assert_silent("a client that asked for no reply")
+        .await;
 }
 
 #[tokio::test]
@@ -189,7 +170,7 @@ async fn room_delivery_reaches_members_only() {
     assert!(pushes.is_empty(), "carol is not a member: {pushes:?}");
     assert_eq!(alice.recv_push().await, say_push("toRoom", "room hello"));
     assert_eq!(bob.recv_push().await, say_push("toRoom", "room hello"));
-    assert_silent(&mut carol, "a non-member").await;
+    carol.assert_silent("a non-member").await;
 
     // A member sending to its room receives it too; the push is queued before the reply.
     let (_, pushes) = alice
@@ -215,8 +196,8 @@ async fn room_delivery_reaches_members_only() {
         .await;
     assert!(pushes.is_empty());
     assert_eq!(alice.recv_push().await, say_push("toRoom", "after leave"));
-    assert_silent(&mut bob, "a client that left the room").await;
-    assert_silent(&mut alice, "a member after its one push").await;
+    bob.assert_silent("a client that left the room").await;
+    alice.assert_silent("a member after its one push").await;
 }
 
 #[tokio::test]
@@ -245,9 +226,13 @@ async fn broadcast_reaches_every_bound_client_exactly_once() {
             client.recv_push().await,
             say_push("broadcast", "to everyone")
         );
-        assert_silent(client, &format!("other client {i} after one broadcast")).await;
+        client
+            .assert_silent(&format!("other client {i} after one broadcast"))
+            .await;
     }
-    assert_silent(&mut sender, "the sender after its one broadcast").await;
+    sender
+        .assert_silent("the sender after its one broadcast")
+        .await;
 
     // The server side: one local delivery per bound client, nothing published (no broker).
     let delivery = demo
@@ -261,7 +246,9 @@ async fn broadcast_reaches_every_bound_client_exactly_once() {
             client.recv_push().await,
             ("serverSay".to_owned(), json!({ "msg": "from the server" }))
         );
-        assert_silent(client, "a client after the server broadcast").await;
+        client
+            .assert_silent("a client after the server broadcast")
+            .await;
     }
 }
 
@@ -298,9 +285,13 @@ async fn a_custom_heartbeat_string_is_echoed_and_nothing_else() {
 
     // Another text, or the default heartbeat, is not the heartbeat: no echo.
     client.send_text("pong").await;
-    assert_silent(&mut client, "a client that sent a wrong heartbeat").await;
+    client
+        .assert_silent("a client that sent a wrong heartbeat")
+        .await;
     client.send_text("").await;
-    assert_silent(&mut client, "a client that sent the default heartbeat").await;
+    client
+        .assert_silent("a client that sent the default heartbeat")
+        .await;
 
     // The connection still works, heartbeat included.
     let (reply, pushes) = client.request("say", json!(1)).await;
@@ -328,7 +319,9 @@ async fn to_player_and_to_players_deliver_to_those_ids_only() {
     assert_eq!(reply["msg"], "Message sent successfully [action:toPlayer] ");
     assert!(pushes.is_empty());
     assert_eq!(two.recv_push().await, say_push("toPlayer", "just you"));
-    assert_silent(&mut three, "a client not addressed by toPlayer").await;
+    three
+        .assert_silent("a client not addressed by toPlayer")
+        .await;
 
     // Ids may be strings or numbers; an unknown id is skipped.
     let (reply, pushes) = one
@@ -344,8 +337,8 @@ async fn to_player_and_to_players_deliver_to_those_ids_only() {
     assert!(pushes.is_empty());
     assert_eq!(two.recv_push().await, say_push("toPlayers", "you two"));
     assert_eq!(three.recv_push().await, say_push("toPlayers", "you two"));
-    assert_silent(&mut one, "the sender of toPlayers").await;
-    assert_silent(&mut two, "client 2 after one push").await;
+    one.assert_silent("the sender of toPlayers").await;
+    two.assert_silent("client 2 after one push").await;
 
     // The same from server code.
     let delivery = demo
@@ -372,7 +365,7 @@ async fn to_player_and_to_players_deliver_to_those_ids_only() {
         two.recv_push().await,
         ("serverSay".to_owned(), json!("one and two"))
     );
-    assert_silent(&mut three, "client 3 not addressed").await;
+    three.assert_silent("client 3 not addressed").await;
 
     // Missing target fields are reported in the reply, nothing is sent.
     let (reply, _) = one

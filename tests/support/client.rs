@@ -185,3 +185,29 @@ impl TestClient {
         closed
     }
 }
+
+/// How long a client listens to make sure that nothing arrives.
+pub const QUIET: Duration = Duration::from_millis(200);
+
+/// Helpers for clients of a demo server (`crosswire::demo`).
+impl TestClient {
+    /// Connects with `?id=ID` and returns once a `say` request is answered: connection
+    /// handlers finish before the first message is read, so the client is bound by then.
+    pub async fn served(addr: std::net::SocketAddr, id: &str) -> TestClient {
+        let mut client = TestClient::with_id(addr, id).await;
+        let (reply, pushes) = client.request("say", json!("hello")).await;
+        assert_eq!(reply["echo"], "hello", "client {id} is served");
+        assert!(
+            pushes.is_empty(),
+            "client {id} got unexpected pushes: {pushes:?}"
+        );
+        client
+    }
+
+    /// Asserts that nothing arrives for [`QUIET`]; `who` names the client in the failure.
+    pub async fn assert_silent(&mut self, who: &str) {
+        if let Some(frame) = self.recv_within(QUIET).await {
+            panic!("{who} should have received nothing, got {frame:?}");
+        }
+    }
+}
