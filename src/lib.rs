@@ -50,6 +50,9 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryHub`]: several nodes in one process |
+//! | `client` | yes | [`client::Connector`]: the Rust client connector, `ws://` and `wss://` |
+//! | `redis` | no | `redis::RedisBroker`: nodes in many processes over one or more Redis servers |
+//! | `redis-tls` | no | `rediss://` (TLS) Redis connections, rustls on `ring` |
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -62,11 +65,26 @@ pub mod ws {
     pub use crosswire_ws::*;
 }
 
+/// The client connector: [`client::Connector`], the Rust counterpart of the JavaScript
+/// `WebSocketConnector` (feature `client`, on by default).
+#[cfg(feature = "client")]
+pub mod client {
+    #[doc(inline)]
+    pub use crosswire_ws::client::*;
+}
+
 /// The in-memory broker.
 #[cfg(feature = "memory")]
 pub mod memory {
     #[doc(inline)]
     pub use crosswire_memory::*;
+}
+
+/// The Redis broker: nodes in many processes and machines over one or more Redis servers.
+#[cfg(feature = "redis")]
+pub mod redis {
+    #[doc(inline)]
+    pub use crosswire_redis::*;
 }
 
 pub mod demo;

@@ -4,6 +4,10 @@
 pub const NORMAL: u16 = 1000;
 /// The server is shutting down.
 pub const GOING_AWAY: u16 = 1001;
+/// No status code was present in the close frame (never sent on the wire).
+pub const NO_STATUS: u16 = 1005;
+/// The connection dropped without a close frame (never sent on the wire).
+pub const ABNORMAL: u16 = 1006;
 /// Policy violation, e.g. a client too slow to read its messages.
 pub const POLICY: u16 = 1008;
 /// A message larger than the configured limit.

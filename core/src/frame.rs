@@ -26,6 +26,11 @@ impl Payload {
         Payload(bytes)
     }
 
+    /// The payload of raw JSON that serde has already validated, copied as is.
+    pub fn from_raw(raw: &RawValue) -> Self {
+        Payload(Bytes::copy_from_slice(raw.get().as_bytes()))
+    }
+
     /// Encodes any serializable value.
     ///
     /// # Errors
@@ -132,6 +137,100 @@ pub(crate) fn parse<'a>(text: &'a str, heartbeat: &str) -> Result<Incoming<'a>, 
         payload,
         callback_id,
     })
+}
+
+/// A frame from a server, as a client sees it.
+#[derive(Debug)]
+pub enum ServerFrame<'a> {
+    /// The heartbeat echo: the whole text equals the heartbeat string.
+    Heartbeat,
+    /// `{"callbackId": C, "payload": R}`: the reply to request `C`.
+    Reply {
+        /// The request's callback id.
+        callback_id: Cow<'a, str>,
+        /// The reply (`null` when absent).
+        payload: &'a RawValue,
+    },
+    /// `{"event": E, "payload": P}`: a push.
+    Push {
+        /// The event name.
+        event: Cow<'a, str>,
+        /// The payload (`null` when absent).
+        payload: &'a RawValue,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawServerFrame<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "callbackId")]
+    callback_id: Option<Cow<'a, str>>,
+}
+
+/// Parses one text frame a server sent. `heartbeat` is the configured heartbeat string.
+///
+/// # Errors
+/// [`FrameError`] when the text is not a JSON object with a string `event` or `callbackId`.
+pub fn parse_server_frame<'a>(
+    text: &'a str,
+    heartbeat: &str,
+) -> Result<ServerFrame<'a>, FrameError> {
+    if text == heartbeat {
+        return Ok(ServerFrame::Heartbeat);
+    }
+    if !text.trim_start().starts_with('{') {
+        return Err(if serde_json::from_str::<&RawValue>(text).is_ok() {
+            FrameError::NotObject
+        } else {
+            FrameError::NotJson
+        });
+    }
+    let raw: RawServerFrame<'a> = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            FrameError::MissingEvent
+        } else {
+            FrameError::NotJson
+        }
+    })?;
+    let payload = raw.payload.unwrap_or(RawValue::NULL);
+    match (raw.callback_id, raw.event) {
+        (Some(callback_id), _) => Ok(ServerFrame::Reply {
+            callback_id,
+            payload,
+        }),
+        (None, Some(event)) if !event.is_empty() => Ok(ServerFrame::Push { event, payload }),
+        _ => Err(FrameError::MissingEvent),
+    }
+}
+
+#[derive(Serialize)]
+struct ClientFrame<'a, T: ?Sized> {
+    event: &'a str,
+    payload: &'a T,
+    #[serde(rename = "callbackId", skip_serializing_if = "Option::is_none")]
+    callback_id: Option<&'a str>,
+}
+
+/// Encodes a client frame: `{"event": E, "payload": P}`, with `"callbackId": C` for a request,
+/// exactly as the JavaScript connector writes it.
+///
+/// # Errors
+/// [`Error::Encode`] if `payload` cannot be represented as JSON.
+pub fn encode_client_event<T: Serialize + ?Sized>(
+    event: &str,
+    payload: &T,
+    callback_id: Option<&str>,
+) -> Result<Bytes, Error> {
+    serde_json::to_vec(&ClientFrame {
+        event,
+        payload,
+        callback_id,
+    })
+    .map(Bytes::from)
+    .map_err(Error::Encode)
 }
 
 #[derive(Serialize)]

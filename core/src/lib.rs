@@ -55,7 +55,7 @@ pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
 };
 pub use frame::Payload;
-pub use listeners::{Listen, ListenerId, Off};
+pub use listeners::{Listen, ListenerId, Listeners, Off};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
 pub use options::{

@@ -78,10 +78,21 @@ struct Slot<A> {
     has_once: bool,
 }
 
-/// Listeners keyed by event name.
-pub(crate) struct Listeners<A> {
+/// Listeners keyed by event name, each called with a clone of the event's argument.
+///
+/// The node keeps its client, cross-server and system events in these; other parts of
+/// crosswire (the client connector) reuse them, so `on` / `once` / `off` and tags behave the
+/// same everywhere. Handlers are closures returning a future; [`Listeners::emit`] polls each
+/// one once at once, in registration order, and spawns the rest of those that must wait.
+pub struct Listeners<A> {
     slots: RwLock<HashMap<Arc<str>, Slot<A>>>,
     next_id: Arc<AtomicU64>,
+}
+
+impl<A: Clone + Send + 'static> Default for Listeners<A> {
+    fn default() -> Self {
+        Listeners::new(Arc::default())
+    }
 }
 
 impl<A: Clone + Send + 'static> Listeners<A> {
@@ -92,7 +103,14 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         }
     }
 
-    pub(crate) fn add<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    /// An empty registry whose [`ListenerId`]s never collide with `self`'s, for several
+    /// registries behind one API.
+    pub fn sibling<B: Clone + Send + 'static>(&self) -> Listeners<B> {
+        Listeners::new(self.next_id.clone())
+    }
+
+    /// Registers `handler` for `event`.
+    pub fn add<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
     where
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -122,7 +140,7 @@ impl<A: Clone + Send + 'static> Listeners<A> {
     }
 
     /// Removes listeners; returns how many were removed.
-    pub(crate) fn remove(&self, event: &str, off: Off<'_>) -> usize {
+    pub fn remove(&self, event: &str, off: Off<'_>) -> usize {
         let mut slots = self.slots.write();
         let Some(slot) = slots.get_mut(event) else {
             return 0;
@@ -141,8 +159,17 @@ impl<A: Clone + Send + 'static> Listeners<A> {
     }
 
     /// Whether any listener exists for `event`.
-    pub(crate) fn has(&self, event: &str) -> bool {
+    pub fn has(&self, event: &str) -> bool {
         self.slots.read().contains_key(event)
+    }
+
+    /// Runs every listener of `event` with `arg` (see [`Listeners`]); returns how many ran.
+    /// Must be called inside a Tokio runtime.
+    pub fn emit(&self, event: &str, arg: A) -> usize {
+        let futures = self.start(event, arg);
+        let count = futures.len();
+        drive_all(futures);
+        count
     }
 
     /// Starts every listener of `event` with `arg` and returns their futures (empty when none

@@ -6,6 +6,9 @@
 //! - [`WsAcceptor::accept_with`] + [`Accept::socket_id`]: the application authenticates the HTTP
 //!   request first and answers [`unauthorized`] before any WebSocket exists.
 //!
+//! With the `client` feature, [`client::Connector`] is the client side: the Rust counterpart of
+//! the JavaScript `WebSocketConnector`.
+//!
 //! Each connection has one reader task and one writer task joined by a bounded queue; see
 //! [`WsConfig`] for limits and the slow-consumer policy.
 
@@ -14,6 +17,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "client")]
+pub mod client;
 mod config;
 mod connection;
 mod server;
