@@ -5,6 +5,11 @@
 //! Run with `cargo run --example cluster` (3 nodes on 127.0.0.1:9000..9002), or
 //! `cargo run --example cluster -- --nodes 5 --port 9100`.
 //!
+//! On Redis, one node per process (start several, each with its own name and port):
+//! `cargo run --features redis --example cluster -- --broker redis --name a --port 9000`
+//! (then `b` on 9001, `c` on 9002). `--redis redis://HOST:PORT` is repeatable for several
+//! independent Redis servers; the default is `redis://127.0.0.1:6379`.
+//!
 //! Then connect clients, e.g. with websocat:
 //! `websocat 'ws://127.0.0.1:9000/?id=1'` and `websocat 'ws://127.0.0.1:9001/?id=2'`, and send
 //! `{"event":"command","payload":{"action":"toPlayer","toPlayerId":"2","msg":"hi"},"callbackId":"c1"}`.
@@ -18,12 +23,22 @@ use crosswire::{system, Node};
 struct Args {
     nodes: u16,
     port: u16,
+    broker: String,
+    name: Option<String>,
+    redis: Vec<String>,
 }
+
+const USAGE: &str = "usage: cluster [--nodes N (default 3)] [--port P (default 9000)]
+       [--broker memory|redis (default memory)] [--name NAME (redis: this process's node)]
+       [--redis URL (repeatable, default redis://127.0.0.1:6379)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         nodes: 3,
         port: 9000,
+        broker: "memory".into(),
+        name: None,
+        redis: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -31,16 +46,21 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--nodes" => args.nodes = value()?.parse().map_err(|e| format!("--nodes: {e}"))?,
             "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
-            "--help" | "-h" => {
-                return Err(
-                    "usage: cluster [--nodes N (default 3)] [--port P (default 9000)]".into(),
-                )
-            }
+            "--broker" => args.broker = value()?,
+            "--name" => args.name = Some(value()?),
+            "--redis" => args.redis.push(value()?),
+            "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}; try --help")),
         }
     }
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
+    }
+    if !matches!(args.broker.as_str(), "memory" | "redis") {
+        return Err(format!(
+            "--broker must be memory or redis, not {}",
+            args.broker
+        ));
     }
     Ok(args)
 }
@@ -60,6 +80,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
 
+    if args.broker == "redis" {
+        return run_on_redis(args).await;
+    }
     let hub = MemoryHub::new();
     let mut servers = Vec::new();
     for i in 0..args.nodes {
@@ -88,6 +111,58 @@ async fn main() -> Result<(), Box<dyn Error>> {
         server.shutdown().await;
     }
     Ok(())
+}
+
+/// One node in this process on Redis; other processes with other names join the cluster.
+#[cfg(feature = "redis")]
+async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
+    use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
+
+    let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
+    let urls = if args.redis.is_empty() {
+        vec![DEFAULT_REDIS_URL.to_owned()]
+    } else {
+        args.redis
+    };
+    let broker = urls
+        .iter()
+        .fold(RedisBroker::builder(), |b, url| b.url(url))
+        .server_name(&name)
+        .on_health_change(|e| {
+            tracing::info!(redis = %format!("{}:{}", e.host, e.port), connection = %e.connection, event = %e.event, healthy = e.healthy, error = ?e.error, "redis health changed");
+        })
+        .on_subscription_error(|e| {
+            tracing::warn!(redis = %format!("{}:{}", e.host, e.port), channel = %e.channel, error = %e.error, "redis subscription failed");
+        })
+        .build()
+        .await?;
+    let node = Node::builder()
+        .server_name(&name)
+        .broker(broker.clone())
+        .build()
+        .await?;
+    crosswire::demo::install(&node);
+    log_connections(&node);
+    let server = WsServer::bind(("127.0.0.1", args.port), node, WsConfig::default()).await?;
+    println!(
+        "{name} listening on ws://{}/?id=<your id>",
+        server.local_addr()
+    );
+    println!(
+        "on Redis {} ({} of {} healthy); Ctrl-C to stop",
+        urls.join(", "),
+        broker.healthy_count(crosswire::redis::ConnectionKind::Publisher),
+        broker.instance_count()
+    );
+    tokio::signal::ctrl_c().await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+async fn run_on_redis(_args: Args) -> Result<(), Box<dyn Error>> {
+    eprintln!("this example was built without Redis: run it with `--features redis`");
+    std::process::exit(2);
 }
 
 fn log_connections(node: &Node) {

@@ -7,6 +7,12 @@
 //! The sender emits `say` three ways: without a callback, with a callback called once per
 //! reply (with the count still expected, then a timeout notice), and awaiting the collected
 //! result.
+//!
+//! On Redis, as the JavaScript package's `cserver.js` / `sender.js`, one node per process:
+//! `cargo run --features redis --example cross_server -- --redis-server --name serverA`
+//! (start several with different names), then
+//! `cargo run --features redis --example cross_server -- --redis-sender --name senderA`.
+//! `--redis URL` (repeatable) picks the Redis servers; default `redis://127.0.0.1:6379`.
 
 use std::error::Error;
 use std::time::Duration;
@@ -18,6 +24,13 @@ use serde_json::json;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt().init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| a == "--redis-server" || a == "--redis-sender")
+    {
+        return redis_mode(&args).await;
+    }
     let hub = MemoryHub::new();
 
     let mut servers = Vec::new();
@@ -108,4 +121,74 @@ fn install_say(node: &Node) {
             }
         }
     });
+}
+
+/// `--redis-server` waits for `say` and answers it; `--redis-sender` emits `say` to every
+/// node and prints the replies.
+#[cfg(feature = "redis")]
+async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
+    use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
+
+    let sender = args.iter().any(|a| a == "--redis-sender");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let name = value("--name").unwrap_or_else(|| if sender { "senderA" } else { "serverA" }.into());
+    let mut urls: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--redis")
+        .map(|w| w[1].clone())
+        .collect();
+    if urls.is_empty() {
+        urls.push(DEFAULT_REDIS_URL.into());
+    }
+    println!("Using configured values - serverName: {name}");
+    let broker = urls
+        .iter()
+        .fold(RedisBroker::builder(), |b, url| b.url(url))
+        .server_name(&name)
+        .on_health_change(|e| println!("Node health status changed: {e:?}"))
+        .on_subscription_error(|e| println!("onRedisSubscriptionError: {e:?}"))
+        .build()
+        .await?;
+    let node = Node::builder()
+        .server_name(&name)
+        .broker(broker)
+        .build()
+        .await?;
+    install_say(&node);
+    if !sender {
+        println!("{name} waits for cross-server events; Ctrl-C to stop");
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    node.emit_cross(
+        "say",
+        &json!({ "content": format!("Hi everyone, I am {name}") }),
+    )
+    .send()
+    .await?;
+    let result = node
+        .emit_cross(
+            "say",
+            &json!({ "content": "please respond for the promise" }),
+        )
+        .except_self(true)
+        .timeout(Duration::from_secs(2))
+        .collect()
+        .await?;
+    println!(
+        "collected: success={} unresponded={} responses={:?}",
+        result.success, result.unresponded, result.responses
+    );
+    Ok(())
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_mode(_args: &[String]) -> Result<(), Box<dyn Error>> {
+    eprintln!("this example was built without Redis: run it with `--features redis`");
+    std::process::exit(2);
 }

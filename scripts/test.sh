@@ -4,9 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Redis tests start their own redis-server processes on free ports (the system service
+# is not needed); nats-server is for the NATS broker.
+if ! command -v redis-server >/dev/null || ! command -v nats-server >/dev/null; then
+    echo "== installing redis-server and nats-server"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nats-server >/dev/null
+fi
+
 echo "== fmt";    cargo fmt --all -- --check
-echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
-echo "== tests";  cargo test --workspace --all-targets
-echo "== doctests"; cargo test --workspace --doc
-echo "== docs";   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== tests";  cargo test --workspace --all-targets --all-features
+echo "== doctests"; cargo test --workspace --doc --all-features
+echo "== docs";   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "all checks passed"

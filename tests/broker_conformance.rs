@@ -16,3 +16,23 @@ async fn memory() {
     })
     .await;
 }
+
+/// The suite on one real `redis-server`: every broker is a separate set of connections.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis() {
+    use crosswire::redis::RedisBroker;
+    let server = support::redis::RedisServer::start().await;
+    let url = server.url();
+    support::conformance::run(|| {
+        let url = url.clone();
+        async move {
+            RedisBroker::builder()
+                .url(&url)
+                .build()
+                .await
+                .expect("build a Redis broker") as Arc<dyn Broker>
+        }
+    })
+    .await;
+}

@@ -3,7 +3,11 @@
 
 pub mod client;
 pub mod conformance;
+#[cfg(feature = "client")]
+pub mod connector;
 pub mod observed;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::time::Duration;
 
