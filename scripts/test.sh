@@ -14,6 +14,8 @@ fi
 
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The multi-process test runs the `cluster` example binary itself.
+echo "== examples"; cargo build --examples --all-features
 echo "== tests";  cargo test --workspace --all-targets --all-features
 echo "== doctests"; cargo test --workspace --doc --all-features
 echo "== docs";   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
