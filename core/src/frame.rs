@@ -104,11 +104,9 @@ struct RawFrame<'a> {
     callback_id: Option<&'a RawValue>,
 }
 
-/// Parses one text frame. `heartbeat` is the configured heartbeat string.
-pub(crate) fn parse<'a>(text: &'a str, heartbeat: &str) -> Result<Incoming<'a>, FrameError> {
-    if text == heartbeat {
-        return Ok(Incoming::Heartbeat);
-    }
+/// Parses a frame's JSON object into `T`, telling text that is not JSON from JSON that is not
+/// an object, and from an object without the fields `T` needs.
+fn parse_object<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, FrameError> {
     if !text.trim_start().starts_with('{') {
         return Err(if serde_json::from_str::<&RawValue>(text).is_ok() {
             FrameError::NotObject
@@ -116,13 +114,21 @@ pub(crate) fn parse<'a>(text: &'a str, heartbeat: &str) -> Result<Incoming<'a>, 
             FrameError::NotJson
         });
     }
-    let raw: RawFrame<'a> = serde_json::from_str(text).map_err(|e| {
+    serde_json::from_str(text).map_err(|e| {
         if e.is_data() {
             FrameError::MissingEvent
         } else {
             FrameError::NotJson
         }
-    })?;
+    })
+}
+
+/// Parses one text frame. `heartbeat` is the configured heartbeat string.
+pub(crate) fn parse<'a>(text: &'a str, heartbeat: &str) -> Result<Incoming<'a>, FrameError> {
+    if text == heartbeat {
+        return Ok(Incoming::Heartbeat);
+    }
+    let raw: RawFrame<'a> = parse_object(text)?;
     let event = match raw.event {
         Some(event) if !event.is_empty() => event,
         _ => return Err(FrameError::MissingEvent),
@@ -181,20 +187,7 @@ pub fn parse_server_frame<'a>(
     if text == heartbeat {
         return Ok(ServerFrame::Heartbeat);
     }
-    if !text.trim_start().starts_with('{') {
-        return Err(if serde_json::from_str::<&RawValue>(text).is_ok() {
-            FrameError::NotObject
-        } else {
-            FrameError::NotJson
-        });
-    }
-    let raw: RawServerFrame<'a> = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            FrameError::MissingEvent
-        } else {
-            FrameError::NotJson
-        }
-    })?;
+    let raw: RawServerFrame<'a> = parse_object(text)?;
     let payload = raw.payload.unwrap_or(RawValue::NULL);
     match (raw.callback_id, raw.event) {
         (Some(callback_id), _) => Ok(ServerFrame::Reply {
