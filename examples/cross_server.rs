@@ -13,6 +13,7 @@
 //! (start several with different names), then
 //! `cargo run --features redis --example cross_server -- --redis-sender --name senderA`.
 //! `--redis URL` (repeatable) picks the Redis servers; default `redis://127.0.0.1:6379`.
+//! The sender's `--expect N` (default 1) is how many servers' replies it collects.
 
 use std::error::Error;
 use std::time::Duration;
@@ -137,6 +138,11 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
             .cloned()
     };
     let name = value("--name").unwrap_or_else(|| if sender { "senderA" } else { "serverA" }.into());
+    // How many servers' replies the sender waits for (`expectedResponses`; default 1).
+    let expect: usize = match value("--expect") {
+        Some(n) => n.parse().map_err(|e| format!("--expect: {e}"))?,
+        None => 1,
+    };
     let mut urls: Vec<String> = args
         .windows(2)
         .filter(|w| w[0] == "--redis")
@@ -177,6 +183,7 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
             &json!({ "content": "please respond for the promise" }),
         )
         .except_self(true)
+        .expect(expect)
         .timeout(Duration::from_secs(2))
         .collect()
         .await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crosswire_core::InboundSender;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::health::{
@@ -120,13 +120,7 @@ impl Shared {
         cause: HealthCause,
         error: String,
     ) {
-        {
-            let mut current = instance.publisher.lock();
-            if current.as_ref().is_some_and(|c| c.same(link)) {
-                *current = None;
-            }
-        }
-        link.lost.notify_one();
+        forget(&instance.publisher, link);
         self.set_health(
             instance,
             ConnectionKind::Publisher,
@@ -144,13 +138,7 @@ impl Shared {
         cause: HealthCause,
         error: String,
     ) {
-        {
-            let mut current = instance.subscriber.lock();
-            if current.as_ref().is_some_and(|c| c.same(link)) {
-                *current = None;
-            }
-        }
-        link.lost.notify_one();
+        forget(&instance.subscriber, link);
         self.set_health(
             instance,
             ConnectionKind::Subscriber,
@@ -184,4 +172,16 @@ impl Shared {
     pub(crate) fn count_unavailable(&self) {
         self.unavailable.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Clears `slot` if it still holds `link` (not a newer connection), and wakes the
+/// connection's task to reconnect.
+fn forget<C>(slot: &Mutex<Option<Link<C>>>, link: &Link<C>) {
+    {
+        let mut current = slot.lock();
+        if current.as_ref().is_some_and(|c| c.same(link)) {
+            *current = None;
+        }
+    }
+    link.lost.notify_one();
 }
