@@ -1,0 +1,243 @@
+//! The servers under test, each run in a child process of its own so that its CPU time and
+//! memory can be read from `/proc/PID/stat` apart from the load generator's.
+//!
+//! The parent calls [`ServerProcess::spawn`]; the child is this same binary run as
+//! `crosswire-bench serve ...` ([`serve_main`]). The child prints one line
+//! `listening 127.0.0.1:PORT` on stdout once it accepts connections, then answers every line
+//! `stats` on its stdin with one JSON line of its counters (see [`ServerProcess::counters`]).
+
+mod baseline;
+mod crosswire_node;
+pub mod procstat;
+pub mod redis;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+pub use procstat::ProcStats;
+
+/// Which server a child process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// A crosswire node serving `crosswire::demo`.
+    Crosswire,
+    /// The bare fastwebsockets + hyper server of [`baseline`], same demo events, one node only.
+    Baseline,
+}
+
+impl ServerKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Crosswire => "crosswire",
+            ServerKind::Baseline => "baseline",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ServerKind> {
+        match name {
+            "crosswire" => Some(ServerKind::Crosswire),
+            "baseline" => Some(ServerKind::Baseline),
+            _ => None,
+        }
+    }
+}
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// What to run.
+    pub kind: ServerKind,
+    /// Node name (crosswire only; must differ between nodes of one cluster).
+    pub name: String,
+    /// Redis URLs; empty means no broker (a single node). Crosswire only.
+    pub redis: Vec<String>,
+    /// Tokio worker threads of the server; 0 = one per core.
+    pub threads: usize,
+    /// Server-initiated protocol ping interval in seconds; 0 = off. Crosswire only.
+    pub ping_interval_secs: u64,
+    /// Per-connection outbound queue, in frames.
+    pub outbound_queue: usize,
+}
+
+impl ServerSpec {
+    /// A single node of `kind` with default settings.
+    pub fn single(kind: ServerKind) -> Self {
+        ServerSpec {
+            kind,
+            name: "node1".into(),
+            redis: Vec::new(),
+            threads: 0,
+            ping_interval_secs: 30,
+            outbound_queue: 1024,
+        }
+    }
+
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "serve".into(),
+            "--kind".into(),
+            self.kind.name().into(),
+            "--name".into(),
+            self.name.clone(),
+            "--threads".into(),
+            self.threads.to_string(),
+            "--ping-interval".into(),
+            self.ping_interval_secs.to_string(),
+            "--outbound-queue".into(),
+            self.outbound_queue.to_string(),
+        ];
+        for url in &self.redis {
+            args.push("--redis".into());
+            args.push(url.clone());
+        }
+        args
+    }
+
+    fn from_args(args: &[String]) -> Result<ServerSpec, String> {
+        let mut spec = ServerSpec::single(ServerKind::Crosswire);
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--kind" => {
+                    let v = value()?;
+                    spec.kind = ServerKind::parse(v).ok_or(format!("unknown --kind {v}"))?;
+                }
+                "--name" => spec.name = value()?.clone(),
+                "--redis" => spec.redis.push(value()?.clone()),
+                "--threads" => spec.threads = number(flag, value()?)?,
+                "--ping-interval" => spec.ping_interval_secs = number(flag, value()?)?,
+                "--outbound-queue" => spec.outbound_queue = number(flag, value()?)?,
+                other => return Err(format!("serve: unknown flag {other}")),
+            }
+        }
+        Ok(spec)
+    }
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
+/// A server running in a child process; killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// What runs there.
+    pub kind: ServerKind,
+    /// Where it accepts WebSocket connections (`ws://ADDR/?id=...`).
+    pub addr: SocketAddr,
+    /// Its process id, for `/proc/PID/stat`.
+    pub pid: u32,
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl ServerProcess {
+    /// Starts `spec` in a child process and waits until it listens.
+    pub async fn spawn(spec: &ServerSpec) -> Result<ServerProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(spec.to_args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("could not start the server process: {e}"))?;
+        let pid = child.id().ok_or("the server process ended at once")?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .map_err(|_| format!("{} did not start within 30 s", spec.kind.name()))?
+            .map_err(|e| format!("reading the server's stdout: {e}"))?
+            .ok_or(format!("{} exited before listening", spec.kind.name()))?;
+        let addr = line
+            .strip_prefix("listening ")
+            .and_then(|a| a.parse().ok())
+            .ok_or(format!("unexpected first line from the server: {line:?}"))?;
+        Ok(ServerProcess {
+            kind: spec.kind,
+            addr,
+            pid,
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    /// CPU time and resident memory of the server process now.
+    pub fn stats(&self) -> std::io::Result<ProcStats> {
+        ProcStats::of(self.pid)
+    }
+
+    /// The server's own counters as a JSON object: `connections` (open WebSocket connections)
+    /// for every kind, plus crosswire's `Metrics` fields (`slow_consumer_closes`, ...).
+    pub async fn counters(&mut self) -> Result<serde_json::Value, String> {
+        self.stdin
+            .write_all(b"stats\n")
+            .await
+            .map_err(|e| format!("asking the server for stats: {e}"))?;
+        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
+            .await
+            .map_err(|_| "the server did not answer `stats` within 10 s".to_string())?
+            .map_err(|e| format!("reading the server's stats: {e}"))?
+            .ok_or("the server exited")?;
+        serde_json::from_str(&line).map_err(|e| format!("bad stats line {line:?}: {e}"))
+    }
+
+    /// Stops the server (SIGKILL) and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// The child side: `crosswire-bench serve --kind K ...`. Never returns on success.
+pub fn serve_main(args: &[String]) -> Result<(), String> {
+    let spec = ServerSpec::from_args(args)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if spec.threads > 0 {
+        runtime.worker_threads(spec.threads);
+    }
+    let runtime = runtime.build().map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(async move {
+        let counters: Box<dyn Fn() -> serde_json::Value + Send> = match spec.kind {
+            ServerKind::Crosswire => crosswire_node::start(&spec).await?,
+            ServerKind::Baseline => baseline::start(&spec).await?,
+        };
+        answer_stats(counters).await
+    })
+}
+
+/// Prints the `listening` line (the server's first stdout line).
+fn announce(addr: SocketAddr) {
+    println!("listening {addr}");
+}
+
+/// Answers `stats` lines on stdin until stdin closes (the parent died), then exits.
+async fn answer_stats(counters: Box<dyn Fn() -> serde_json::Value + Send>) -> Result<(), String> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = tokio::io::stdout();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim() == "stats" {
+            let mut reply = counters().to_string();
+            reply.push('\n');
+            if stdout.write_all(reply.as_bytes()).await.is_err() {
+                break;
+            }
+            let _ = stdout.flush().await;
+        }
+    }
+    std::process::exit(0);
+}

@@ -1,0 +1,1 @@
+//! A `redis-server` child process on a free port. To be written.
