@@ -744,3 +744,94 @@ async fn a_panicking_connection_handler_does_not_leak_or_stop_the_connection() {
     assert_eq!(server.node.connection_count(), 0);
     assert_eq!(server.node.local_client_count(), 0);
 }
+
+// ----- frame-level rules ------------------------------------------------------------------
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126, "short frames only");
+    let mask = [7, 1, 3, 9];
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads one short unmasked server frame: (opcode, payload).
+async fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    timeout(WAIT, stream.read_exact(&mut head))
+        .await
+        .expect("a frame in time")
+        .expect("read a frame head");
+    let len = match head[1] {
+        126 => {
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.expect("length");
+            usize::from(u16::from_be_bytes(len))
+        }
+        len => usize::from(len),
+    };
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.expect("payload");
+    (head[0] & 0x0F, payload)
+}
+
+#[tokio::test]
+async fn frames_sent_right_behind_the_upgrade_request_are_answered() {
+    let mut s = Server::start(Node::builder(), WsConfig::default()).await;
+    let mut stream = TcpStream::connect(s.addr()).await.expect("connect");
+    let mut bytes = format!(
+        "GET /?id=eager HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    bytes.extend(client_frame(
+        1,
+        br#"{"event":"say","payload":1,"callbackId":"c"}"#,
+    ));
+    // One write: the server reads the frame together with the request.
+    stream.write_all(&bytes).await.expect("send");
+    s.wait_bound("eager").await;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("response head");
+        head.push(byte[0]);
+    }
+    let (opcode, reply) = read_server_frame(&mut stream).await;
+    assert_eq!(opcode, 1);
+    let reply: Value = serde_json::from_slice(&reply).expect("reply JSON");
+    assert_eq!(reply["callbackId"], "c");
+    assert_eq!(reply["payload"]["echo"], 1);
+}
+
+#[tokio::test]
+async fn a_ping_is_answered_and_an_unmasked_frame_closes_with_1002() {
+    let mut s = Server::start(Node::builder(), WsConfig::default()).await;
+    let mut stream = raw_upgrade(s.addr(), "/?id=raw", None).await;
+    s.wait_bound("raw").await;
+
+    stream
+        .write_all(&client_frame(0x9, b"are you there"))
+        .await
+        .expect("ping");
+    assert_eq!(
+        read_server_frame(&mut stream).await,
+        (0xA, b"are you there".to_vec())
+    );
+
+    // Clients must mask their frames (RFC 6455 5.1).
+    stream
+        .write_all(&[0x81, 0x02, b'{', b'}'])
+        .await
+        .expect("unmasked frame");
+    let (opcode, payload) = read_server_frame(&mut stream).await;
+    assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+    let closed = s.next_close().await;
+    assert_eq!(
+        (closed.code, closed.socket_id.as_deref()),
+        (1002, Some("raw"))
+    );
+    assert_eq!(s.node.connection_count(), 0);
+}

@@ -9,7 +9,7 @@
 //! With the `client` feature, [`client::Connector`] is the client side: the Rust counterpart of
 //! the JavaScript `WebSocketConnector`.
 //!
-//! Each connection has one reader task and one writer task joined by a bounded queue; see
+//! Each connection is served by one task that holds no buffer while idle; see
 //! [`WsConfig`] for limits and the slow-consumer policy.
 
 #![cfg_attr(

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use crosswire_core::{Node, RequestInfo};
 use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
-use fastwebsockets::{after_handshake_split, Role};
 use http_body_util::Empty;
 use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use crate::connection;
 use crate::WsConfig;
@@ -107,11 +108,19 @@ impl WsAcceptor {
                     return;
                 }
             };
-            let (read, write) = tokio::io::split(websocket.into_inner());
-            // Only the read half of fastwebsockets is used; the writer frames by itself so
-            // that it can write many queued frames at once.
-            let (read, _) = after_handshake_split(read, tokio::io::sink(), Role::Server);
-            connection::start(node, info, accept.socket_id, read, write, &config);
+            let upgraded = websocket.into_inner().into_inner();
+            // On crosswire's own listener the connection is a plain TCP stream: serve it
+            // directly, without hyper's wrapper.
+            match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    let (io, early) = (parts.io.into_inner(), parts.read_buf);
+                    connection::run(node, info, accept.socket_id, io, &early, &config).await;
+                }
+                Err(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    connection::run(node, info, accept.socket_id, io, &[], &config).await;
+                }
+            }
         });
         response
     }

@@ -1,0 +1,257 @@
+//! The outbox: what other tasks ask one connection to write, and [`WsTransport`], the node's
+//! handle that fills it.
+//!
+//! One small mutex per connection guards a queue of shared frames. Senders hold it only to push
+//! and never across an await; the connection's task takes the whole queue at once. An idle
+//! connection's queue holds no allocation.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use crosswire_core::close_codes;
+use crosswire_core::{SendError, Transport};
+use parking_lot::Mutex;
+
+/// Close code reported when a connection ends without a close frame.
+pub(crate) const ABNORMAL: u16 = 1006;
+
+/// Where a connection is in its life, as senders see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Frames are accepted.
+    Open,
+    /// A close frame is queued or sent: no more frames are accepted.
+    Closing,
+    /// Stop at once, without writing anything more.
+    Killed,
+}
+
+/// Everything queued for one connection, taken by its task in one go.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Payload of the pong to send (the latest ping's), if any.
+    pub(crate) pong: Option<Bytes>,
+    /// Whether to send a protocol ping.
+    pub(crate) ping: bool,
+    /// Text frames, in order.
+    pub(crate) texts: VecDeque<Bytes>,
+    /// The close frame's payload (code and reason), after the texts.
+    pub(crate) close: Option<Bytes>,
+}
+
+impl Batch {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pong.is_none() && !self.ping && self.texts.is_empty() && self.close.is_none()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    queued: Batch,
+    /// Whether the close frame was handed to the task already.
+    close_taken: bool,
+    /// The close code and reason to report, first one wins.
+    close: Option<(u16, String)>,
+    /// The connection task, when it waits for work.
+    waker: Option<Waker>,
+}
+
+/// The queue between the node (and the connection's own reader) and the connection's task.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    capacity: usize,
+    state: Mutex<State>,
+}
+
+/// What [`Outbox::poll_take`] found.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// Frames to write.
+    Batch(Batch),
+    /// Stop now: the connection was killed.
+    Killed,
+}
+
+impl Outbox {
+    /// An open outbox holding at most `capacity` text frames.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Outbox {
+            capacity,
+            state: Mutex::new(State {
+                phase: Phase::Open,
+                queued: Batch::default(),
+                close_taken: false,
+                close: None,
+                waker: None,
+            }),
+        }
+    }
+
+    /// Queues `frame`, waking the task. A full queue kills the connection (slow consumer).
+    pub(crate) fn push_text(&self, frame: Bytes) -> Result<(), SendError> {
+        let mut state = self.state.lock();
+        if state.phase != Phase::Open {
+            return Err(SendError::Closed);
+        }
+        if state.queued.texts.len() >= self.capacity {
+            drop(state);
+            self.kill(close_codes::POLICY, "slow consumer");
+            tracing::warn!("dropped a connection whose outbound queue was full (slow consumer)");
+            return Err(SendError::SlowConsumer);
+        }
+        state.queued.texts.push_back(frame);
+        wake(state);
+        Ok(())
+    }
+
+    /// Asks for a protocol ping.
+    pub(crate) fn push_ping(&self) {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Open {
+            state.queued.ping = true;
+            wake(state);
+        }
+    }
+
+    /// Answers a ping; replaces an unsent pong (only the latest ping needs one).
+    pub(crate) fn push_pong(&self, payload: Bytes) {
+        let mut state = self.state.lock();
+        if state.phase != Phase::Killed && !state.close_taken {
+            state.queued.pong = Some(payload);
+            wake(state);
+        }
+    }
+
+    /// Queues a close frame after the queued texts; later sends are refused. Only the first
+    /// close counts. Returns whether this call started the close.
+    pub(crate) fn close(&self, code: u16, reason: &str) -> bool {
+        let mut state = self.state.lock();
+        if state.phase != Phase::Open {
+            return false;
+        }
+        state.phase = Phase::Closing;
+        if state.close.is_none() {
+            state.close = Some((code, reason.to_owned()));
+        }
+        state.queued.close = Some(close_payload(code, reason));
+        wake(state);
+        true
+    }
+
+    /// Stops the connection at once, recording `code` and `reason` unless a close was
+    /// recorded before.
+    pub(crate) fn kill(&self, code: u16, reason: &str) {
+        let mut state = self.state.lock();
+        state.phase = Phase::Killed;
+        if state.close.is_none() {
+            state.close = Some((code, reason.to_owned()));
+        }
+        wake(state);
+    }
+
+    /// Records the close to report (the peer's close frame) unless one was recorded before.
+    pub(crate) fn record_close(&self, code: u16, reason: &str) {
+        let mut state = self.state.lock();
+        if state.close.is_none() {
+            state.close = Some((code, reason.to_owned()));
+        }
+    }
+
+    /// Refuses further sends (the connection is ending) and returns the close to report.
+    pub(crate) fn finish(&self) -> (u16, String) {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Open {
+            state.phase = Phase::Closing;
+        }
+        state.close.take().unwrap_or((ABNORMAL, String::new()))
+    }
+
+    /// Takes everything queued, or registers the task's waker when there is nothing.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Taken> {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Killed {
+            return Poll::Ready(Taken::Killed);
+        }
+        if state.queued.is_empty() {
+            register(&mut state, cx);
+            return Poll::Pending;
+        }
+        if state.queued.close.is_some() {
+            state.close_taken = true;
+        }
+        Poll::Ready(Taken::Batch(std::mem::take(&mut state.queued)))
+    }
+
+    /// Whether the connection was killed; if not, the task is woken when it is (or when
+    /// anything is queued).
+    pub(crate) fn poll_killed(&self, cx: &mut Context<'_>) -> bool {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Killed {
+            return true;
+        }
+        register(&mut state, cx);
+        false
+    }
+}
+
+/// Remembers the task's waker.
+fn register(state: &mut State, cx: &mut Context<'_>) {
+    match &state.waker {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => state.waker = Some(cx.waker().clone()),
+    }
+}
+
+/// Wakes the task (if it waits) after releasing the lock.
+fn wake(mut state: parking_lot::MutexGuard<'_, State>) {
+    let waker = state.waker.take();
+    drop(state);
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+/// The node's handle on one WebSocket connection.
+#[derive(Debug)]
+pub(crate) struct WsTransport {
+    pub(crate) outbox: Arc<Outbox>,
+}
+
+impl Transport for WsTransport {
+    fn send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.outbox.push_text(frame)
+    }
+
+    fn ping(&self) {
+        self.outbox.push_ping();
+    }
+
+    fn close(&self, code: u16, reason: &str) {
+        self.outbox.close(code, reason);
+    }
+
+    fn terminate(&self) {
+        self.outbox.kill(ABNORMAL, "terminated");
+    }
+}
+
+/// A close frame's payload: the code, then the reason cut to fit.
+pub(crate) fn close_payload(code: u16, reason: &str) -> Bytes {
+    let reason = truncate_reason(reason);
+    let mut payload = Vec::with_capacity(2 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    payload.into()
+}
+
+/// Close reasons are limited to 123 bytes by RFC 6455; cut on a character boundary.
+fn truncate_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}

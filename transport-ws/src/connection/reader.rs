@@ -1,0 +1,584 @@
+//! Reading client frames (RFC 6455, server side) with no buffer held while idle.
+//!
+//! A read lands in a buffer on the stack of the poll that made it; complete frames are handled
+//! right there and only the tail of an incomplete frame is kept, in a heap buffer sized for
+//! that frame and freed once it is complete. The rest of a large frame is read straight into
+//! that buffer.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use fastwebsockets::CloseCode;
+use tokio::io::{AsyncRead, ReadBuf};
+
+/// Size of the stack buffer one read lands in.
+const STACK_READ: usize = 8 * 1024;
+/// Longest frame header of a client frame: 2 + 8 (length) + 4 (mask).
+const MAX_HEAD: usize = 14;
+
+const PROTOCOL_ERROR: u16 = 1002;
+const INVALID_DATA: u16 = 1007;
+const TOO_BIG: u16 = 1009;
+
+/// One complete message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Message<'a> {
+    /// A whole text message, valid UTF-8.
+    Text(&'a [u8]),
+    /// The first frame of a binary message (the protocol has no use for them).
+    Binary,
+    /// A ping with its payload, to be answered with a pong.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong,
+    /// The peer's close frame: code (1005 when it has none) and reason.
+    Close(u16, &'a str),
+}
+
+/// Why reading stopped for good.
+#[derive(Debug)]
+pub(crate) enum ReadEnd {
+    /// The peer's close frame was handled (as [`Message::Close`]).
+    Closed,
+    /// The peer closed the TCP connection or it failed.
+    Gone(Option<io::Error>),
+    /// The peer broke the protocol: close with this code and reason.
+    Violation(u16, &'static str),
+}
+
+/// Incremental decoder of one connection's incoming frames.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    max_message: usize,
+    /// Bytes of an incomplete frame; unallocated between frames.
+    partial: Vec<u8>,
+    /// A fragmented text message being assembled.
+    fragments: Option<Vec<u8>>,
+    /// A fragmented binary message being skipped.
+    skipping_binary: bool,
+    /// Whether `partial` holds bytes not decoded yet.
+    undecoded: bool,
+}
+
+/// A parsed frame header.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    head_len: usize,
+    payload_len: usize,
+}
+
+impl FrameReader {
+    /// A reader accepting messages of at most `max_message` bytes, that decodes `early_bytes`
+    /// (read before the connection started) first.
+    pub(crate) fn new(max_message: usize, early_bytes: &[u8]) -> Self {
+        FrameReader {
+            max_message,
+            partial: early_bytes.to_vec(),
+            fragments: None,
+            skipping_binary: false,
+            undecoded: !early_bytes.is_empty(),
+        }
+    }
+
+    /// Reads what `io` has and hands each complete message to `on_message`, until `io` has
+    /// nothing more (`Pending`) or reading ends.
+    pub(crate) fn poll_read<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Poll<ReadEnd> {
+        if std::mem::take(&mut self.undecoded) {
+            if let Some(end) = self.decode_partial(on_message) {
+                self.partial = Vec::new();
+                return Poll::Ready(end);
+            }
+        }
+        loop {
+            let end = if self.partial.capacity() - self.partial.len() >= STACK_READ {
+                // The rest of a large frame: read straight into its buffer.
+                match read_into_spare(io, cx, &mut self.partial) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(ReadEnd::Gone(None)),
+                    Poll::Ready(Ok(_)) => self.decode_partial(on_message),
+                    Poll::Ready(Err(e)) => return Poll::Ready(ReadEnd::Gone(Some(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            } else {
+                let mut stack = [0u8; STACK_READ];
+                let n = match read_some(io, cx, &mut stack) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(ReadEnd::Gone(None)),
+                    Poll::Ready(Ok(n)) => n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(ReadEnd::Gone(Some(e))),
+                    Poll::Pending => return Poll::Pending,
+                };
+                if self.partial.is_empty() {
+                    let data = &mut stack[..n];
+                    let (consumed, end) = self.decode(data, on_message);
+                    self.keep_tail(&data[consumed..]);
+                    end
+                } else {
+                    self.partial.extend_from_slice(&stack[..n]);
+                    self.decode_partial(on_message)
+                }
+            };
+            if let Some(end) = end {
+                self.partial = Vec::new();
+                return Poll::Ready(end);
+            }
+        }
+    }
+
+    /// Decodes the frames completed in `partial` and keeps the rest.
+    fn decode_partial(&mut self, on_message: &mut impl FnMut(Message<'_>)) -> Option<ReadEnd> {
+        let mut partial = std::mem::take(&mut self.partial);
+        let (consumed, end) = self.decode(&mut partial, on_message);
+        if consumed == partial.len() {
+            return end; // `partial` is freed
+        }
+        partial.drain(..consumed);
+        self.partial = partial;
+        self.reserve_for_frame();
+        end
+    }
+
+    /// Keeps the start of an incomplete frame.
+    fn keep_tail(&mut self, tail: &[u8]) {
+        if !tail.is_empty() {
+            self.partial = Vec::with_capacity(tail.len().max(MAX_HEAD));
+            self.partial.extend_from_slice(tail);
+            self.reserve_for_frame();
+        }
+    }
+
+    /// Sizes `partial` for the whole frame it starts, once its header is known.
+    fn reserve_for_frame(&mut self) {
+        if let Ok(Some(head)) = parse_head(&self.partial) {
+            let total = head.head_len + head.payload_len;
+            self.partial
+                .reserve(total.saturating_sub(self.partial.len()));
+        }
+    }
+
+    /// Handles every complete frame at the start of `data`; returns how many bytes they took
+    /// and why reading ends, if it does.
+    fn decode(
+        &mut self,
+        data: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> (usize, Option<ReadEnd>) {
+        let mut at = 0;
+        loop {
+            let head = match parse_head(&data[at..]) {
+                Ok(Some(head)) => head,
+                Ok(None) => return (at, None),
+                Err(end) => return (at, Some(end)),
+            };
+            if let Err(end) = self.check_size(&head) {
+                return (at, Some(end));
+            }
+            let total = head.head_len + head.payload_len;
+            if data.len() - at < total {
+                return (at, None);
+            }
+            let payload = &mut data[at + head.head_len..at + total];
+            fastwebsockets::unmask(payload, head.mask);
+            at += total;
+            if let Some(end) = self.on_frame(&head, payload, on_message) {
+                return (at, Some(end));
+            }
+        }
+    }
+
+    /// Refuses a frame whose message would exceed the limit, before its payload arrives.
+    fn check_size(&self, head: &Head) -> Result<(), ReadEnd> {
+        let assembled = match (head.opcode, &self.fragments) {
+            (0x0, Some(fragments)) => fragments.len(),
+            _ => 0,
+        };
+        if head.payload_len.saturating_add(assembled) > self.max_message {
+            return Err(ReadEnd::Violation(TOO_BIG, "message too big"));
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        &mut self,
+        head: &Head,
+        payload: &[u8],
+        on_message: &mut impl FnMut(Message<'_>),
+    ) -> Option<ReadEnd> {
+        let in_message = self.fragments.is_some() || self.skipping_binary;
+        match head.opcode {
+            0x1 | 0x2 if in_message => {
+                return Some(ReadEnd::Violation(
+                    PROTOCOL_ERROR,
+                    "expected a continuation frame",
+                ));
+            }
+            0x1 if head.fin => {
+                if std::str::from_utf8(payload).is_err() {
+                    return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
+                }
+                on_message(Message::Text(payload));
+            }
+            0x1 => self.fragments = Some(payload.to_vec()),
+            0x2 => {
+                self.skipping_binary = !head.fin;
+                on_message(Message::Binary);
+            }
+            0x0 => {
+                if self.skipping_binary {
+                    self.skipping_binary = !head.fin;
+                } else if let Some(fragments) = self.fragments.as_mut() {
+                    fragments.extend_from_slice(payload);
+                    if head.fin {
+                        let message = self.fragments.take().unwrap_or_default();
+                        if std::str::from_utf8(&message).is_err() {
+                            return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
+                        }
+                        on_message(Message::Text(&message));
+                    }
+                } else {
+                    return Some(ReadEnd::Violation(
+                        PROTOCOL_ERROR,
+                        "continuation frame without a message",
+                    ));
+                }
+            }
+            0x8 => {
+                return Some(match parse_close(payload) {
+                    Ok((code, reason)) => {
+                        on_message(Message::Close(code, reason));
+                        ReadEnd::Closed
+                    }
+                    Err(end) => end,
+                });
+            }
+            0x9 => on_message(Message::Ping(payload)),
+            _ => on_message(Message::Pong), // 0xA; other opcodes are refused by parse_head
+        }
+        None
+    }
+}
+
+/// Parses the header at the start of `data`: `Ok(None)` while it is incomplete.
+fn parse_head(data: &[u8]) -> Result<Option<Head>, ReadEnd> {
+    let [b0, b1, ..] = *data else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err(ReadEnd::Violation(PROTOCOL_ERROR, "reserved bits set"));
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0F;
+    if !matches!(opcode, 0x0 | 0x1 | 0x2 | 0x8 | 0x9 | 0xA) {
+        return Err(ReadEnd::Violation(PROTOCOL_ERROR, "unknown opcode"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(ReadEnd::Violation(PROTOCOL_ERROR, "unmasked client frame"));
+    }
+    let (extra, short_len) = match b1 & 0x7F {
+        126 => (2, 0),
+        127 => (8, 0),
+        len => (0, usize::from(len)),
+    };
+    let head_len = 2 + extra + 4;
+    if data.len() < head_len {
+        return Ok(None);
+    }
+    let payload_len = match extra {
+        0 => short_len,
+        2 => usize::from(u16::from_be_bytes([data[2], data[3]])),
+        _ => {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&data[2..10]);
+            usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX)
+        }
+    };
+    if opcode >= 0x8 {
+        if !fin {
+            return Err(ReadEnd::Violation(
+                PROTOCOL_ERROR,
+                "fragmented control frame",
+            ));
+        }
+        if payload_len > 125 {
+            return Err(ReadEnd::Violation(PROTOCOL_ERROR, "control frame too long"));
+        }
+    }
+    let mut mask = [0u8; 4];
+    mask.copy_from_slice(&data[head_len - 4..head_len]);
+    Ok(Some(Head {
+        fin,
+        opcode,
+        mask,
+        head_len,
+        payload_len,
+    }))
+}
+
+/// The code and reason of a close frame's payload.
+fn parse_close(payload: &[u8]) -> Result<(u16, &str), ReadEnd> {
+    match payload {
+        [] => Ok((1005, "")),
+        [_] => Err(ReadEnd::Violation(PROTOCOL_ERROR, "truncated close code")),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !CloseCode::from(code).is_allowed() {
+                return Err(ReadEnd::Violation(PROTOCOL_ERROR, "invalid close code"));
+            }
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"))?;
+            Ok((code, reason))
+        }
+    }
+}
+
+/// One read into `buf`.
+fn read_some<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut [u8],
+) -> Poll<io::Result<usize>> {
+    let mut read_buf = ReadBuf::new(buf);
+    match Pin::new(io).poll_read(cx, &mut read_buf) {
+        Poll::Ready(Ok(())) => Poll::Ready(Ok(read_buf.filled().len())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// One read appended to `vec`, into its spare capacity.
+fn read_into_spare<R: AsyncRead + Unpin>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    vec: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    let mut read_buf = ReadBuf::uninit(vec.spare_capacity_mut());
+    match Pin::new(io).poll_read(cx, &mut read_buf) {
+        Poll::Ready(Ok(())) => {
+            let n = read_buf.filled().len();
+            // SAFETY: `poll_read` initialized the first `n` bytes of the spare capacity.
+            unsafe { vec.set_len(vec.len() + n) };
+            Poll::Ready(Ok(n))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// What the reader reported for `input` fed in chunks of `chunk` bytes.
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Text(String),
+        Binary,
+        Ping(Vec<u8>),
+        Pong,
+        Close(u16, String),
+        End(String),
+    }
+
+    fn run(input: &[u8], chunk: usize, max: usize) -> Vec<Seen> {
+        let mut reader = FrameReader::new(max, &[]);
+        let mut seen = Vec::new();
+        let mut on_message = |m: Message<'_>| {
+            seen.push(match m {
+                Message::Text(t) => Seen::Text(String::from_utf8_lossy(t).into_owned()),
+                Message::Binary => Seen::Binary,
+                Message::Ping(p) => Seen::Ping(p.to_vec()),
+                Message::Pong => Seen::Pong,
+                Message::Close(c, r) => Seen::Close(c, r.to_owned()),
+            })
+        };
+        let (mut client, mut server) = tokio::io::duplex(1 << 22);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let end = runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            for piece in input.chunks(chunk) {
+                client.write_all(piece).await.unwrap();
+                // Let the reader see this piece on its own.
+                let polled = std::future::poll_fn(|cx| {
+                    match reader.poll_read(&mut server, cx, &mut on_message) {
+                        Poll::Pending => Poll::Ready(None),
+                        Poll::Ready(end) => Poll::Ready(Some(end)),
+                    }
+                })
+                .await;
+                if let Some(end) = polled {
+                    return Some(end);
+                }
+            }
+            drop(client);
+            std::future::poll_fn(|cx| reader.poll_read(&mut server, cx, &mut on_message))
+                .await
+                .into()
+        });
+        if let Some(end) = end {
+            seen.push(Seen::End(match end {
+                ReadEnd::Closed => "closed".into(),
+                ReadEnd::Gone(_) => "gone".into(),
+                ReadEnd::Violation(code, reason) => format!("{code} {reason}"),
+            }));
+        }
+        seen
+    }
+
+    fn text(s: &str) -> Seen {
+        Seen::Text(s.into())
+    }
+
+    #[test]
+    fn frames_are_decoded_whatever_the_read_boundaries() {
+        let big = "x".repeat(70_000);
+        let mut input = frame(true, 1, b"hello");
+        input.extend(frame(true, 1, big.as_bytes()));
+        input.extend(frame(true, 9, b"p"));
+        input.extend(frame(true, 10, b""));
+        input.extend(frame(true, 1, "é".as_bytes()));
+        for chunk in [1, 2, 3, 7, 100, 8192, 1 << 20] {
+            assert_eq!(
+                run(&input, chunk, 1 << 20),
+                vec![
+                    text("hello"),
+                    Seen::Text(big.clone()),
+                    Seen::Ping(b"p".to_vec()),
+                    Seen::Pong,
+                    text("é"),
+                    Seen::End("gone".into())
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn fragments_are_assembled_and_control_frames_may_come_between() {
+        let mut input = frame(false, 1, b"he");
+        input.extend(frame(true, 9, b""));
+        input.extend(frame(false, 0, b"ll"));
+        input.extend(frame(true, 0, b"o"));
+        input.extend(frame(false, 2, b"bin"));
+        input.extend(frame(true, 0, b"ary"));
+        input.extend(frame(true, 8, &[0x03, 0xE8, b'b', b'y', b'e']));
+        assert_eq!(
+            run(&input, 3, 100),
+            vec![
+                Seen::Ping(vec![]),
+                text("hello"),
+                Seen::Binary,
+                Seen::Close(1000, "bye".into()),
+                Seen::End("closed".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_of_exactly_the_limit_passes_and_one_byte_more_does_not() {
+        assert_eq!(
+            run(&frame(true, 1, &[b'a'; 10]), 4, 10)[0],
+            text("aaaaaaaaaa")
+        );
+        assert_eq!(
+            run(&frame(true, 1, &[b'a'; 11]), 4, 10),
+            vec![Seen::End("1009 message too big".into())]
+        );
+        let mut fragmented = frame(false, 1, &[b'a'; 6]);
+        fragmented.extend(frame(true, 0, &[b'a'; 5]));
+        assert_eq!(
+            run(&fragmented, 100, 10),
+            vec![Seen::End("1009 message too big".into())]
+        );
+    }
+
+    #[test]
+    fn protocol_violations_end_reading_with_their_close_code() {
+        let unmasked = vec![0x81, 0x01, b'a'];
+        let mut reserved = frame(true, 1, b"a");
+        reserved[0] |= 0x40;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (unmasked, "1002 unmasked client frame"),
+            (reserved, "1002 reserved bits set"),
+            (frame(true, 3, b""), "1002 unknown opcode"),
+            (frame(false, 9, b""), "1002 fragmented control frame"),
+            (frame(true, 9, &[0; 126]), "1002 control frame too long"),
+            (
+                frame(true, 0, b"a"),
+                "1002 continuation frame without a message",
+            ),
+            (
+                [frame(false, 1, b"a"), frame(true, 1, b"b")].concat(),
+                "1002 expected a continuation frame",
+            ),
+            (frame(true, 1, &[0xFF]), "1007 invalid UTF-8"),
+            (
+                [frame(false, 1, &[0xC3]), frame(true, 0, &[0x28])].concat(),
+                "1007 invalid UTF-8",
+            ),
+            (frame(true, 8, &[3]), "1002 truncated close code"),
+            (frame(true, 8, &[0x03, 0xED]), "1002 invalid close code"),
+            (frame(true, 8, &[0x03, 0xE8, 0xFF]), "1007 invalid UTF-8"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(run(&input, 5, 100), vec![Seen::End(expected.into())]);
+        }
+    }
+
+    #[test]
+    fn an_empty_close_frame_reports_1005() {
+        assert_eq!(
+            run(&frame(true, 8, b""), 1, 100),
+            vec![Seen::Close(1005, String::new()), Seen::End("closed".into())]
+        );
+    }
+
+    #[test]
+    fn no_buffer_is_held_between_frames() {
+        let mut reader = FrameReader::new(1 << 20, &[]);
+        let mut noop = |_: Message<'_>| {};
+        let mut input = frame(true, 1, &[b'a'; 100_000]);
+        let (consumed, end) = reader.decode(&mut input[..50_000], &mut noop);
+        assert_eq!((consumed, end.is_none()), (0, true));
+        reader.keep_tail(&input[..50_000]);
+        assert!(
+            reader.partial.capacity() >= 100_008,
+            "sized for the whole frame"
+        );
+        reader.partial.extend_from_slice(&input[50_000..]);
+        assert!(reader.decode_partial(&mut noop).is_none());
+        assert_eq!(
+            reader.partial.capacity(),
+            0,
+            "freed once the frame is complete"
+        );
+    }
+}
