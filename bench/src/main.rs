@@ -5,16 +5,146 @@
 //! crosswire-bench serve --kind K ...   (internal) one server process under test
 //! ```
 
-mod servers;
+mod load;
+mod report;
+mod scenarios;
+pub mod servers;
+
+use std::time::Duration;
+
+use scenarios::Options;
+use servers::ServerKind;
+
+const USAGE: &str = "\
+usage: crosswire-bench <connect|fanout|rpc|all> [flags]
+
+Runs real WebSocket clients over loopback against a server in a child process: the bare
+fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
+One JSON line per step on stdout, tables on stderr; crosswire rows carry crosswire/baseline
+ratios of deliveries_per_cpu_s and p99_ms.
+
+flags:
+  --server crosswire|baseline|both   servers to run (default both)
+  --duration S          sending window of each paced step, seconds (default 10)
+  --drain S             loss deadline after a step's last send, seconds (default 3)
+  --steps N,N,...       connect: connection counts (default 10000)
+  --hold S              connect: hold with heartbeats before the second RSS reading (default 30)
+  --clients N           fanout clients (default 2000)
+  --broadcast-rates R,...  fanout broadcast rates per second (default 10,25,50,75,100)
+  --room-rates R,...    fanout toRoom rates per second (default 100,250,500,1000)
+  --rooms N             fanout rooms (default 10)
+  --rpc-clients N       rpc clients (default 100)
+  --rpc-rates R,...     rpc open-loop rates per second (default 5000,10000,20000)
+  --per-addr N          connections per source address 127.0.0.x (default 20000)
+  --concurrency N       handshakes in flight (default 100)
+  --heartbeat S         client heartbeat period, 0 = off (default 10)
+  --server-threads N    server worker threads, 0 = one per core (default 0)
+  --gen-threads N       generator worker threads, 0 = one per core (default 0)
+  --cpu-limit F         generator cores above which a step is marked saturated (default 0.9)
+  -h, --help            this text
+
+A step is `saturated` (generator-limited) when more than 1 % of its sends left more than
+10 ms behind schedule, or the generator used more than --cpu-limit cores while sending.";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => servers::serve_main(&args[1..]),
-        _ => Err("usage: crosswire-bench serve --kind crosswire|baseline".to_string()),
+        Some("-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(scenario) => bench(scenario, &args[1..]),
     };
     if let Err(message) = result {
         eprintln!("crosswire-bench: {message}");
         std::process::exit(2);
     }
+}
+
+/// The parent side: raises the file limit, then runs the scenario.
+fn bench(scenario: &str, args: &[String]) -> Result<(), String> {
+    let (opts, gen_threads) = parse(args)?;
+    load::clock::start();
+    match load::limits::raise_nofile() {
+        Ok(limit) => eprintln!(
+            "RLIMIT_NOFILE: soft {} hard {} (the servers inherit it)",
+            limit.soft, limit.hard
+        ),
+        Err(error) => eprintln!("could not raise RLIMIT_NOFILE: {error}"),
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if gen_threads > 0 {
+        runtime.worker_threads(gen_threads);
+    }
+    let runtime = runtime.build().map_err(|e| format!("tokio runtime: {e}"))?;
+    runtime.block_on(scenarios::run(scenario, &opts))
+}
+
+fn parse(args: &[String]) -> Result<(Options, usize), String> {
+    let mut opts = Options::default();
+    let mut gen_threads = 0;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => {
+                opts.servers = match value()?.as_str() {
+                    "both" => vec![ServerKind::Baseline, ServerKind::Crosswire],
+                    "crosswire" => vec![ServerKind::Crosswire],
+                    "baseline" => vec![ServerKind::Baseline],
+                    other => return Err(format!("--server: unknown server {other}")),
+                }
+            }
+            "--duration" => opts.duration = seconds(flag, value()?)?,
+            "--drain" => opts.drain = seconds(flag, value()?)?,
+            "--steps" => opts.connect_steps = list(flag, value()?)?,
+            "--hold" => opts.hold = seconds(flag, value()?)?,
+            "--clients" => opts.fanout_clients = number(flag, value()?)?,
+            "--broadcast-rates" => opts.broadcast_rates = list(flag, value()?)?,
+            "--room-rates" => opts.room_rates = list(flag, value()?)?,
+            "--rooms" => opts.rooms = number(flag, value()?)?,
+            "--rpc-clients" => opts.rpc_clients = number(flag, value()?)?,
+            "--rpc-rates" => opts.rpc_rates = list(flag, value()?)?,
+            "--per-addr" => opts.pool.per_addr = number(flag, value()?)?,
+            "--concurrency" => opts.pool.concurrency = number(flag, value()?)?,
+            "--heartbeat" => {
+                let every = seconds(flag, value()?)?;
+                opts.pool.heartbeat = (!every.is_zero()).then_some(every);
+            }
+            "--server-threads" => opts.server_threads = number(flag, value()?)?,
+            "--gen-threads" => gen_threads = number(flag, value()?)?,
+            "--cpu-limit" => opts.cpu_limit = number(flag, value()?)?,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}; try --help")),
+        }
+    }
+    if opts.fanout_clients == 0 || opts.rpc_clients == 0 {
+        return Err("--clients and --rpc-clients must be at least 1".into());
+    }
+    Ok((opts, gen_threads))
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    let s: f64 = number(flag, value)?;
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{flag}: {e}"))
+}
+
+fn list<T: std::str::FromStr>(flag: &str, value: &str) -> Result<Vec<T>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .split(',')
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| number(flag, v.trim()))
+        .collect()
 }

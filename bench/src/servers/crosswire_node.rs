@@ -39,8 +39,8 @@ pub(super) async fn start(
     let server = Arc::new(server);
     Ok(Box::new(move || {
         let _keep = &server;
-        let mut value = serde_json::to_value(MetricsJson(node.metrics_snapshot()))
-            .unwrap_or_default();
+        let mut value =
+            serde_json::to_value(MetricsJson(node.metrics_snapshot())).unwrap_or_default();
         value["connections"] = node.connection_count().into();
         value
     }))

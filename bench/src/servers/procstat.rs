@@ -69,6 +69,9 @@ mod tests {
     fn parses_a_stat_line_with_spaces_in_the_name() {
         let line = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 99 123456 300 18446744073709551615";
         assert!((cpu_seconds(line).unwrap() - 3.0).abs() < 1e-9);
-        assert_eq!(rss_bytes("Name:\tx\nVmRSS:\t  1234 kB\n").unwrap(), 1234 * 1024);
+        assert_eq!(
+            rss_bytes("Name:\tx\nVmRSS:\t  1234 kB\n").unwrap(),
+            1234 * 1024
+        );
     }
 }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds crosswire-bench (release) and runs every scenario against the baseline and crosswire.
+# JSON lines go to bench/results/<date>.jsonl, the tables to the terminal (stderr).
+# Extra arguments are passed on, e.g. `bench/run.sh --duration 5` or `bench/run.sh fanout`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=all
+if [[ $# -gt 0 && $1 != -* ]]; then
+    scenario=$1
+    shift
+fi
+cargo build --release -p crosswire-bench
+mkdir -p bench/results
+out="bench/results/$(date +%Y-%m-%dT%H-%M-%S).jsonl"
+echo "writing $out" >&2
+./target/release/crosswire-bench "$scenario" "$@" > "$out"

@@ -1,0 +1,22 @@
+//! The load generator: real WebSocket clients over loopback, open-loop pacing, latency
+//! histograms and exact per-message accounting.
+//!
+//! - [`Pool`] connects N clients (spread over source addresses 127.0.0.2, 127.0.0.3, ...),
+//!   runs one reader and one writer task per client and answers the server's pings.
+//! - [`StepCtx`] is one measured step: who must receive which sequence number
+//!   ([`Audience`]), the latency histogram, and the count of deliveries so far.
+//! - [`pace`] sends at fixed times `t0 + k / rate`, never waiting for replies.
+//! - [`token`] formats and finds the `d<step>:<seq>:<nanos>` tokens that every accounted
+//!   message carries, by scanning the frame (no JSON parsing on the receive path).
+
+mod client;
+pub(crate) mod clock;
+pub(crate) mod latency;
+pub(crate) mod limits;
+pub(crate) mod pace;
+mod pool;
+pub(crate) mod record;
+pub(crate) mod token;
+
+pub(crate) use pool::{Pool, PoolConfig};
+pub(crate) use record::{Audience, StepCtx};
