@@ -114,11 +114,11 @@ impl WsAcceptor {
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let (io, early) = (parts.io.into_inner(), parts.read_buf);
-                    connection::run(node, info, accept.socket_id, io, &early, &config).await;
+                    connection::run(node, info, accept.socket_id, io, early, &config).await;
                 }
                 Err(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    connection::run(node, info, accept.socket_id, io, &[], &config).await;
+                    connection::run(node, info, accept.socket_id, io, Bytes::new(), &config).await;
                 }
             }
         });

@@ -39,11 +39,14 @@ pub(crate) async fn run<IO>(
     request: RequestInfo,
     bind_as: Option<String>,
     io: IO,
-    early_bytes: &[u8],
+    early_bytes: Bytes,
     config: &WsConfig,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Copied out at once: `early_bytes` shares the handshake's whole read buffer.
+    let reader = FrameReader::new(config.max_message_size, &early_bytes);
+    drop(early_bytes);
     let outbox = Arc::new(Outbox::new(config.outbound_queue));
     let transport = Box::new(WsTransport {
         outbox: outbox.clone(),
@@ -68,7 +71,7 @@ pub(crate) async fn run<IO>(
         outbox,
         registration: Some(registration),
         guard: None,
-        reader: FrameReader::new(config.max_message_size, early_bytes),
+        reader,
         writer: FrameWriter::default(),
         close_timeout: config.close_timeout,
         closing: None,
