@@ -113,12 +113,13 @@ impl WsAcceptor {
             // directly, without hyper's wrapper.
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
-                    let (io, early) = (parts.io.into_inner(), parts.read_buf);
-                    connection::run(node, info, accept.socket_id, io, early, &config).await;
+                    let io = parts.io.into_inner();
+                    let early = &parts.read_buf;
+                    connection::spawn(node, info, accept.socket_id, io, early, &config);
                 }
                 Err(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    connection::run(node, info, accept.socket_id, io, Bytes::new(), &config).await;
+                    connection::spawn(node, info, accept.socket_id, io, &[], &config);
                 }
             }
         });

@@ -32,27 +32,26 @@ use outbox::{Outbox, Taken, WsTransport, ABNORMAL};
 use reader::{FrameReader, Message, ReadEnd};
 use writer::{FrameWriter, Written};
 
-/// Registers the upgraded connection `io` with `node` and serves it until it ends.
+/// Starts serving the upgraded connection `io` for `node` in a task of its own.
 /// `early_bytes` are what the client sent after its upgrade request and was read with it.
-pub(crate) async fn run<IO>(
+///
+/// The task's future is only the connection's state: everything else is moved out before it
+/// is spawned, so an idle connection costs as little as possible.
+pub(crate) fn spawn<IO>(
     node: Node,
     request: RequestInfo,
     bind_as: Option<String>,
     io: IO,
-    early_bytes: Bytes,
+    early_bytes: &[u8],
     config: &WsConfig,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Copied out at once: `early_bytes` shares the handshake's whole read buffer.
-    let reader = FrameReader::new(config.max_message_size, &early_bytes);
-    drop(early_bytes);
     let outbox = Arc::new(Outbox::new(config.outbound_queue));
     let transport = Box::new(WsTransport {
         outbox: outbox.clone(),
     });
     let registration = tokio::spawn({
-        let node = node.clone();
         let outbox = outbox.clone();
         async move {
             let socket = match bind_as {
@@ -71,16 +70,19 @@ pub(crate) async fn run<IO>(
         outbox,
         registration: Some(registration),
         guard: None,
-        reader,
+        reader: FrameReader::new(config.max_message_size, early_bytes),
         writer: FrameWriter::default(),
         close_timeout: config.close_timeout,
         closing: None,
         reading: true,
     };
-    poll_fn(|cx| connection.poll_run(cx)).await;
-    // Report the disconnect before the (possibly slow) shutdown.
-    drop(connection.guard.take());
-    let _ = tokio::time::timeout(config.close_timeout, connection.io.shutdown()).await;
+    tokio::spawn(async move {
+        poll_fn(|cx| connection.poll_run(cx)).await;
+        // Report the disconnect before the (possibly slow) shutdown.
+        drop(connection.guard.take());
+        let close_timeout = connection.close_timeout;
+        let _ = tokio::time::timeout(close_timeout, connection.io.shutdown()).await;
+    });
 }
 
 /// The state of one connection's task.
