@@ -16,12 +16,17 @@ use scenarios::Options;
 use servers::ServerKind;
 
 const USAGE: &str = "\
-usage: crosswire-bench <connect|fanout|rpc|all> [flags]
+usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|slow-consumer|all> [flags]
 
 Runs real WebSocket clients over loopback against a server in a child process: the bare
 fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
 One JSON line per step on stdout, tables on stderr; crosswire rows carry crosswire/baseline
 ratios of deliveries_per_cpu_s and p99_ms.
+
+unicast runs crosswire as 3 nodes on one redis-server (clients spread evenly) and the
+baseline as one node holding every client: a single-node reference, not a like-for-like
+cluster. cross-node (crosswire only) reports the latency added over raw Redis pub/sub.
+slow-consumer adds a client that never reads and reports when the server drops it.
 
 flags:
   --server crosswire|baseline|both   servers to run (default both)
@@ -35,6 +40,14 @@ flags:
   --rooms N             fanout rooms (default 10)
   --rpc-clients N       rpc clients (default 100)
   --rpc-rates R,...     rpc open-loop rates per second (default 5000,10000,20000)
+  --unicast-clients N   unicast clients, spread over 3 crosswire nodes (default 2000)
+  --unicast-rates R,... unicast toPlayer rates per second (default 10000,20000,30000,40000,60000)
+  --probe-rate R        cross-node probe rate per second, each probe --duration long (default 1000)
+  --slow-clients N      slow-consumer reading clients (default 2000)
+  --slow-rate R         slow-consumer broadcast rate per second (default 50)
+  --slow-duration S     slow-consumer: sending window of the step with the slow client (default 40)
+  --slow-rcvbuf B       slow-consumer: SO_RCVBUF of the slow client, bytes (default 4096)
+  --server-sndbuf B     SO_SNDBUF of the servers' connections, bytes; 0 = kernel default (default 0)
   --per-addr N          connections per source address 127.0.0.x (default 20000)
   --concurrency N       handshakes in flight (default 100)
   --heartbeat S         client heartbeat period, 0 = off (default 10)
@@ -107,6 +120,14 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
             "--rooms" => opts.rooms = number(flag, value()?)?,
             "--rpc-clients" => opts.rpc_clients = number(flag, value()?)?,
             "--rpc-rates" => opts.rpc_rates = list(flag, value()?)?,
+            "--unicast-clients" => opts.unicast_clients = number(flag, value()?)?,
+            "--unicast-rates" => opts.unicast_rates = list(flag, value()?)?,
+            "--probe-rate" => opts.probe_rate = number(flag, value()?)?,
+            "--slow-clients" => opts.slow_clients = number(flag, value()?)?,
+            "--slow-rate" => opts.slow_rate = number(flag, value()?)?,
+            "--slow-duration" => opts.slow_duration = seconds(flag, value()?)?,
+            "--slow-rcvbuf" => opts.slow_rcvbuf = number(flag, value()?)?,
+            "--server-sndbuf" => opts.server_sndbuf = number(flag, value()?)?,
             "--per-addr" => opts.pool.per_addr = number(flag, value()?)?,
             "--concurrency" => opts.pool.concurrency = number(flag, value()?)?,
             "--heartbeat" => {
@@ -120,8 +141,11 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
             other => return Err(format!("unknown flag {other}; try --help")),
         }
     }
-    if opts.fanout_clients == 0 || opts.rpc_clients == 0 {
-        return Err("--clients and --rpc-clients must be at least 1".into());
+    if opts.fanout_clients == 0 || opts.rpc_clients == 0 || opts.slow_clients == 0 {
+        return Err("--clients, --rpc-clients and --slow-clients must be at least 1".into());
+    }
+    if opts.unicast_clients < 3 {
+        return Err("--unicast-clients must be at least 3 (one per node)".into());
     }
     Ok((opts, gen_threads))
 }

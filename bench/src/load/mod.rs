@@ -8,14 +8,20 @@
 //! - [`pace`] sends at fixed times `t0 + k / rate`, never waiting for replies.
 //! - [`token`] formats and finds the `d<step>:<seq>:<nanos>` tokens that every accounted
 //!   message carries, by scanning the frame (no JSON parsing on the receive path).
+//! - [`pick`] chooses reproducible pseudo-random clients for message `seq`.
+//! - [`stalled`] is a hand-made WebSocket client that never reads (a slow consumer).
+//! - [`pubsub`] measures raw Redis pub/sub latency, the floor under cross-node delivery.
 
 mod client;
 pub(crate) mod clock;
 pub(crate) mod latency;
 pub(crate) mod limits;
 pub(crate) mod pace;
+pub(crate) mod pick;
 mod pool;
+pub(crate) mod pubsub;
 pub(crate) mod record;
+pub(crate) mod stalled;
 pub(crate) mod token;
 
 pub(crate) use pool::{Pool, PoolConfig};

@@ -26,7 +26,6 @@ pub(crate) enum Audience {
     },
     /// Exactly one client, computed from the sequence number (unicast; for the multi-node
     /// scenarios).
-    #[allow(dead_code)]
     One(Arc<dyn Fn(u64) -> usize + Send + Sync>),
 }
 

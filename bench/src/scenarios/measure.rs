@@ -47,16 +47,27 @@ impl Used {
 impl Meter {
     /// Reads the server's and this process's counters now.
     pub(super) fn start(server: &ServerProcess) -> Result<Meter, String> {
+        Self::start_all(std::slice::from_ref(server))
+    }
+
+    /// Like [`Meter::start`] for several server processes (a cluster): their CPU and RSS
+    /// are summed.
+    pub(super) fn start_all(servers: &[ServerProcess]) -> Result<Meter, String> {
         Ok(Meter {
             start: Instant::now(),
-            server: server_stats(server)?,
+            server: servers_stats(servers)?,
             generator: ProcStats::current().map_err(|e| format!("/proc/self: {e}"))?,
         })
     }
 
     /// What was used since the start.
     pub(super) fn used(&self, server: &ServerProcess) -> Result<Used, String> {
-        let now = server_stats(server)?;
+        self.used_all(std::slice::from_ref(server))
+    }
+
+    /// What `servers` (the same ones as at the start) used since the start, summed.
+    pub(super) fn used_all(&self, servers: &[ServerProcess]) -> Result<Used, String> {
+        let now = servers_stats(servers)?;
         let generator = ProcStats::current().map_err(|e| format!("/proc/self: {e}"))?;
         Ok(Used {
             wall: self.start.elapsed(),
@@ -72,6 +83,19 @@ pub(super) fn server_stats(server: &ServerProcess) -> Result<ProcStats, String> 
     server
         .stats()
         .map_err(|e| format!("/proc/{}: {e}", server.pid))
+}
+
+/// The `/proc` readings of `servers`, CPU and RSS summed.
+pub(super) fn servers_stats(servers: &[ServerProcess]) -> Result<ProcStats, String> {
+    servers
+        .iter()
+        .try_fold(ProcStats::default(), |sum, server| {
+            let one = server_stats(server)?;
+            Ok(ProcStats {
+                cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
+                rss_bytes: sum.rss_bytes + one.rss_bytes,
+            })
+        })
 }
 
 /// The saturation rule. A step is generator-limited when

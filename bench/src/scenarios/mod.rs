@@ -2,21 +2,35 @@
 //! first, each in a fresh server process), prints a table on stderr and one JSON line per
 //! step on stdout, crosswire rows carrying their ratio to the baseline row of the same run.
 
+mod cluster;
 mod connect;
+mod cross_node;
 mod fanout;
 mod measure;
 mod options;
 mod paced;
 mod rpc;
+mod sampler;
+mod slow_consumer;
+mod unicast;
 
 pub(crate) use options::Options;
+
+use std::net::SocketAddr;
 
 use crate::load::Pool;
 use crate::report::Reporter;
 use crate::servers::{ServerKind, ServerProcess, ServerSpec};
 
 /// The scenarios `all` runs, in order.
-pub(crate) const ALL: [&str; 3] = ["connect", "fanout", "rpc"];
+pub(crate) const ALL: [&str; 6] = [
+    "connect",
+    "fanout",
+    "rpc",
+    "unicast",
+    "cross-node",
+    "slow-consumer",
+];
 
 /// Runs scenario `name` (or `all`) with `opts`.
 pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
@@ -32,7 +46,10 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
             let result = match name {
                 "connect" => connect::run(kind, opts, &mut reporter).await,
                 "fanout" => fanout::run(kind, opts, &mut reporter).await,
-                _ => rpc::run(kind, opts, &mut reporter).await,
+                "rpc" => rpc::run(kind, opts, &mut reporter).await,
+                "unicast" => unicast::run(kind, opts, &mut reporter).await,
+                "cross-node" => cross_node::run(kind, opts, &mut reporter).await,
+                _ => slow_consumer::run(kind, opts, &mut reporter).await,
             };
             if let Err(error) = result {
                 eprintln!("{name} on {}: {error}", kind.name());
@@ -47,7 +64,35 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
 async fn spawn(kind: ServerKind, opts: &Options) -> Result<ServerProcess, String> {
     let mut spec = ServerSpec::single(kind);
     spec.threads = opts.server_threads;
+    spec.sndbuf = opts.server_sndbuf;
     ServerProcess::spawn(&spec).await
+}
+
+/// Connects `n` clients, client i to `addrs[i % addrs.len()]`; the result is an error
+/// unless all of them did (the pool is returned either way, to be shut down after the
+/// servers).
+async fn connect(
+    addrs: &[SocketAddr],
+    n: usize,
+    opts: &Options,
+    kind: ServerKind,
+) -> (Pool, Result<(), String>) {
+    let (pool, connected) = Pool::connect(addrs, n, &opts.pool).await;
+    if connected.connected < n {
+        let error = format!(
+            "only {} of {n} clients connected: {}",
+            connected.connected,
+            connected.first_error.unwrap_or_default()
+        );
+        return (pool, Err(error));
+    }
+    eprintln!(
+        "{}: {n} clients connected to {} node(s) in {:.2} s",
+        kind.name(),
+        addrs.len(),
+        connected.elapsed.as_secs_f64()
+    );
+    (pool, Ok(()))
 }
 
 /// Stops the server first (its side then holds the TIME_WAIT states, not our source

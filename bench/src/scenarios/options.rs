@@ -31,8 +31,26 @@ pub(crate) struct Options {
     pub(crate) rpc_clients: usize,
     /// `rpc`: open-loop rates per second (a closed-loop step runs first).
     pub(crate) rpc_rates: Vec<f64>,
+    /// `unicast`: clients, spread evenly over the nodes.
+    pub(crate) unicast_clients: usize,
+    /// `unicast`: `toPlayer` rates per second.
+    pub(crate) unicast_rates: Vec<f64>,
+    /// `cross-node`: messages per second of each probe (raw Redis, same-node, cross-node).
+    pub(crate) probe_rate: f64,
+    /// `slow-consumer`: clients that read (besides the slow one).
+    pub(crate) slow_clients: usize,
+    /// `slow-consumer`: broadcasts per second.
+    pub(crate) slow_rate: f64,
+    /// `slow-consumer`: sending window of the step with the slow client (long enough for its
+    /// outbound queue to fill).
+    pub(crate) slow_duration: Duration,
+    /// `slow-consumer`: `SO_RCVBUF` asked for the slow client's socket, bytes.
+    pub(crate) slow_rcvbuf: u32,
     /// How clients connect (source addresses, concurrency, heartbeat).
     pub(crate) pool: PoolConfig,
+    /// `SO_SNDBUF` of the servers' accepted connections, bytes (0 = kernel default,
+    /// autotuned up to `tcp_wmem`'s maximum).
+    pub(crate) server_sndbuf: u32,
     /// Server worker threads (0 = one per core).
     pub(crate) server_threads: usize,
     /// Generator CPU, in cores, above which a step is marked saturated.
@@ -53,7 +71,15 @@ impl Default for Options {
             rooms: 10,
             rpc_clients: 100,
             rpc_rates: vec![5_000.0, 10_000.0, 20_000.0],
+            unicast_clients: 2_000,
+            unicast_rates: vec![10_000.0, 20_000.0, 30_000.0, 40_000.0, 60_000.0],
+            probe_rate: 1_000.0,
+            slow_clients: 2_000,
+            slow_rate: 50.0,
+            slow_duration: Duration::from_secs(40),
+            slow_rcvbuf: 4096,
             pool: PoolConfig::default(),
+            server_sndbuf: 0,
             server_threads: 0,
             cpu_limit: 0.9,
         }

@@ -30,13 +30,26 @@ pub(super) async fn run(
     pool: &Pool,
     opts: &Options,
     paced: Paced,
+    frame: impl FnMut(u64, &str) -> (usize, String),
+) -> Result<Step, String> {
+    run_all(std::slice::from_mut(server), pool, opts, paced, frame).await
+}
+
+/// Like [`run`] against several server processes of one kind (a cluster; `servers` must not
+/// be empty): server CPU and RSS are their sums, and so are their counters.
+pub(super) async fn run_all(
+    servers: &mut [ServerProcess],
+    pool: &Pool,
+    opts: &Options,
+    paced: Paced,
     mut frame: impl FnMut(u64, &str) -> (usize, String),
 ) -> Result<Step, String> {
+    let kind = servers.first().ok_or("no server to measure")?.kind;
     let ctx = StepCtx::new(paced.audience.clone());
     pool.begin_step(&ctx);
     let replies = pool.replies(b'c');
     let failed = pool.failed_replies(b'c');
-    let meter = Meter::start(server)?;
+    let meter = Meter::start_all(servers)?;
     let mut unsent = 0u64;
     let report = pace(paced.rate, opts.duration, |seq| {
         let token = token::delivery(ctx.id, seq, clock::now_nanos());
@@ -45,16 +58,16 @@ pub(super) async fn run(
             unsent += 1;
         }
     });
-    let sending = meter.used(server)?;
+    let sending = meter.used_all(servers)?;
     let expected = paced.audience.expected_counts(pool.len(), report.sent);
     let expected_total: u64 = expected.iter().sum();
     let all_in = ctx.wait_for(expected_total, opts.drain).await;
-    let used = meter.used(server)?;
+    let used = meter.used_all(servers)?;
     let tally = pool.finish_step(|i| expected[i]);
     let lat = ctx.latencies.percentiles();
-    let counters = server.counters().await.unwrap_or_default();
+    let counters = counters_all(servers).await;
 
-    let mut step = Step::new(paced.scenario, server.kind.name(), &paced.label);
+    let mut step = Step::new(paced.scenario, kind.name(), &paced.label);
     step.rate = Some(paced.rate);
     step.duration_s = round(report.elapsed.as_secs_f64(), 3);
     step.sent = report.sent;
@@ -95,6 +108,29 @@ pub(super) async fn run(
     step.set("client_closes", pool.closed());
     add_counters(&mut step, &counters);
     Ok(step)
+}
+
+/// The counters of `servers`: the one server's as they are, or the numeric fields of
+/// several summed. A server that does not answer contributes nothing.
+pub(super) async fn counters_all(servers: &mut [ServerProcess]) -> serde_json::Value {
+    if let [one] = servers {
+        return one.counters().await.unwrap_or_default();
+    }
+    let mut sum = serde_json::Map::new();
+    for server in servers.iter_mut() {
+        let Ok(serde_json::Value::Object(fields)) = server.counters().await else {
+            continue;
+        };
+        for (key, value) in fields {
+            let Some(v) = value.as_u64() else { continue };
+            let total = sum
+                .get(&key)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            sum.insert(key, (total + v).into());
+        }
+    }
+    serde_json::Value::Object(sum)
 }
 
 /// Copies the server's `connections` and `slow_consumer_closes` counters into `step`.

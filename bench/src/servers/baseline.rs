@@ -67,7 +67,7 @@ pub(super) async fn start(
         let interval = Duration::from_secs(spec.ping_interval_secs);
         tokio::spawn(ping_loop(state.clone(), interval));
     }
-    announce(addr);
+    announce(spec, addr)?;
     Ok(Box::new(move || {
         json!({
             "connections": state.conns.lock().len(),

@@ -34,7 +34,7 @@ pub(super) async fn start(
     let server = WsServer::bind("127.0.0.1:0", node.clone(), config)
         .await
         .map_err(|e| format!("bind: {e}"))?;
-    announce(server.local_addr());
+    announce(spec, server.local_addr())?;
     // The server lives as long as the process.
     let server = Arc::new(server);
     Ok(Box::new(move || {

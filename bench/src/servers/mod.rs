@@ -10,13 +10,17 @@ mod baseline;
 mod crosswire_node;
 pub mod procstat;
 pub mod redis;
+mod sndbuf;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::Mutex;
 
 pub use procstat::ProcStats;
 
@@ -62,6 +66,8 @@ pub struct ServerSpec {
     pub ping_interval_secs: u64,
     /// Per-connection outbound queue, in frames.
     pub outbound_queue: usize,
+    /// `SO_SNDBUF` of accepted connections, bytes; 0 = the kernel's default (autotuned).
+    pub sndbuf: u32,
 }
 
 impl ServerSpec {
@@ -74,6 +80,7 @@ impl ServerSpec {
             threads: 0,
             ping_interval_secs: 30,
             outbound_queue: 1024,
+            sndbuf: 0,
         }
     }
 
@@ -90,6 +97,8 @@ impl ServerSpec {
             self.ping_interval_secs.to_string(),
             "--outbound-queue".into(),
             self.outbound_queue.to_string(),
+            "--sndbuf".into(),
+            self.sndbuf.to_string(),
         ];
         for url in &self.redis {
             args.push("--redis".into());
@@ -113,6 +122,7 @@ impl ServerSpec {
                 "--threads" => spec.threads = number(flag, value()?)?,
                 "--ping-interval" => spec.ping_interval_secs = number(flag, value()?)?,
                 "--outbound-queue" => spec.outbound_queue = number(flag, value()?)?,
+                "--sndbuf" => spec.sndbuf = number(flag, value()?)?,
                 other => return Err(format!("serve: unknown flag {other}")),
             }
         }
@@ -137,8 +147,45 @@ pub struct ServerProcess {
     /// Its process id, for `/proc/PID/stat`.
     pub pid: u32,
     child: Child,
+    pipe: Arc<Mutex<StatsPipe>>,
+}
+
+/// The `stats` request/answer pipe of a server process (its stdin and stdout).
+#[derive(Debug)]
+struct StatsPipe {
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
+}
+
+/// A handle that reads a running server's counters and `/proc` figures from any task (e.g.
+/// a sampler running beside a step), sharing the `stats` pipe with its [`ServerProcess`].
+#[derive(Debug, Clone)]
+pub struct ServerProbe {
+    /// The server's process id.
+    pub pid: u32,
+    pipe: Arc<Mutex<StatsPipe>>,
+}
+
+impl ServerProbe {
+    /// CPU time and resident memory of the server process now.
+    pub fn stats(&self) -> std::io::Result<ProcStats> {
+        ProcStats::of(self.pid)
+    }
+
+    /// The server's own counters (see [`ServerProcess::counters`]).
+    pub async fn counters(&self) -> Result<serde_json::Value, String> {
+        let mut pipe = self.pipe.lock().await;
+        pipe.stdin
+            .write_all(b"stats\n")
+            .await
+            .map_err(|e| format!("asking the server for stats: {e}"))?;
+        let line = tokio::time::timeout(Duration::from_secs(10), pipe.stdout.next_line())
+            .await
+            .map_err(|_| "the server did not answer `stats` within 10 s".to_string())?
+            .map_err(|e| format!("reading the server's stats: {e}"))?
+            .ok_or("the server exited")?;
+        serde_json::from_str(&line).map_err(|e| format!("bad stats line {line:?}: {e}"))
+    }
 }
 
 impl ServerProcess {
@@ -171,8 +218,7 @@ impl ServerProcess {
             addr,
             pid,
             child,
-            stdin,
-            stdout,
+            pipe: Arc::new(Mutex::new(StatsPipe { stdin, stdout })),
         })
     }
 
@@ -184,16 +230,15 @@ impl ServerProcess {
     /// The server's own counters as a JSON object: `connections` (open WebSocket connections)
     /// for every kind, plus crosswire's `Metrics` fields (`slow_consumer_closes`, ...).
     pub async fn counters(&mut self) -> Result<serde_json::Value, String> {
-        self.stdin
-            .write_all(b"stats\n")
-            .await
-            .map_err(|e| format!("asking the server for stats: {e}"))?;
-        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
-            .await
-            .map_err(|_| "the server did not answer `stats` within 10 s".to_string())?
-            .map_err(|e| format!("reading the server's stats: {e}"))?
-            .ok_or("the server exited")?;
-        serde_json::from_str(&line).map_err(|e| format!("bad stats line {line:?}: {e}"))
+        self.probe().counters().await
+    }
+
+    /// A handle on this server's counters and `/proc` figures for another task.
+    pub fn probe(&self) -> ServerProbe {
+        ServerProbe {
+            pid: self.pid,
+            pipe: self.pipe.clone(),
+        }
     }
 
     /// Stops the server (SIGKILL) and waits for it.
@@ -220,9 +265,14 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
     })
 }
 
-/// Prints the `listening` line (the server's first stdout line).
-fn announce(addr: SocketAddr) {
+/// Prints the `listening` line (the server's first stdout line), after capping the send
+/// buffer of the connections to come when `spec` asks for it.
+fn announce(spec: &ServerSpec, addr: SocketAddr) -> Result<(), String> {
+    if spec.sndbuf > 0 {
+        sndbuf::cap_listener(addr, spec.sndbuf)?;
+    }
     println!("listening {addr}");
+    Ok(())
 }
 
 /// Answers `stats` lines on stdin until stdin closes (the parent died), then exits.

@@ -13,7 +13,6 @@ const START_WAIT: Duration = Duration::from_secs(15);
 
 /// A running `redis-server` (no persistence), killed on drop.
 #[derive(Debug)]
-#[allow(dead_code)] // until the multi-node scenarios use it
 pub(crate) struct RedisProcess {
     /// Its port on 127.0.0.1.
     port: u16,
@@ -23,7 +22,6 @@ pub(crate) struct RedisProcess {
     child: Child,
 }
 
-#[allow(dead_code)] // until the multi-node scenarios use it
 impl RedisProcess {
     /// Starts `redis-server` on a free port and waits (up to 15 s) until it answers `PING`.
     pub(crate) async fn start() -> Result<RedisProcess, String> {
