@@ -24,7 +24,7 @@ pub(super) async fn run(
     out: &mut Reporter,
 ) -> Result<(), String> {
     for &n in &opts.connect_steps {
-        if let Err(reason) = limits::check_sockets(n as u64) {
+        if let Err(reason) = sockets_free(n as u64).await {
             eprintln!(
                 "{}: connect {n}: skipped: {reason} (this process and the server each need one descriptor per connection)",
                 kind.name()
@@ -38,6 +38,21 @@ pub(super) async fn run(
         out.emit(one(kind, n, opts).await?);
     }
     Ok(())
+}
+
+/// Whether `n` client sockets fit under the descriptor limit, once the sockets of the previous
+/// step are closed: their aborted tasks drop them a moment later, and the kernel has no event
+/// for it, so the descriptor count is polled for at most [`SETTLE`].
+async fn sockets_free(n: u64) -> Result<(), String> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match limits::check_sockets(n) {
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 async fn one(kind: ServerKind, n: usize, opts: &Options) -> Result<Step, String> {
