@@ -781,11 +781,10 @@ async fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 async fn frames_sent_right_behind_the_upgrade_request_are_answered() {
     let mut s = Server::start(Node::builder(), WsConfig::default()).await;
     let mut stream = TcpStream::connect(s.addr()).await.expect("connect");
-    let mut bytes = format!(
-        "GET /?id=eager HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes();
+    let mut bytes = b"GET /?id=eager HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
     bytes.extend(client_frame(
         1,
         br#"{"event":"say","payload":1,"callbackId":"c"}"#,
