@@ -171,8 +171,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
             Message::Pong => node.handle_pong(socket),
             Message::Close(code, reason) => {
-                outbox.record_close(code, reason);
-                // Echo the peer's close frame (RFC 6455 5.5.1), unless ours went first.
+                // Records the peer's close and echoes it (RFC 6455 5.5.1), unless ours went
+                // first.
                 outbox.close(code, reason);
             }
         };
@@ -201,7 +201,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     "closing a connection that broke the protocol"
                 );
                 node.handle_error(socket, reason);
-                outbox.record_close(code, reason);
                 outbox.close(code, reason);
             }
         }

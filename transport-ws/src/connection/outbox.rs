@@ -152,14 +152,6 @@ impl Outbox {
         wake(state);
     }
 
-    /// Records the close to report (the peer's close frame) unless one was recorded before.
-    pub(crate) fn record_close(&self, code: u16, reason: &str) {
-        let mut state = self.state.lock();
-        if state.close.is_none() {
-            state.close = Some((code, reason.to_owned()));
-        }
-    }
-
     /// Refuses further sends (the connection is ending) and returns the close to report.
     pub(crate) fn finish(&self) -> (u16, String) {
         let mut state = self.state.lock();
