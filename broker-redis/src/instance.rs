@@ -42,6 +42,10 @@ pub(crate) struct Instance {
     /// While `Some(t)` and before `t`, the node is usable but preferably not chosen.
     settle_until: Mutex<Option<Instant>>,
     latency_micros: AtomicU64,
+    /// When the publisher connection last answered anything, in µs after `created` (at
+    /// least 1); 0 before its first answer.
+    last_answer_micros: AtomicU64,
+    created: Instant,
     pub(crate) published: AtomicU64,
     pub(crate) publish_failures: AtomicU64,
     pub(crate) reconnects: AtomicU64,
@@ -62,6 +66,8 @@ impl Instance {
             ever_usable: AtomicBool::new(false),
             settle_until: Mutex::new(None),
             latency_micros: AtomicU64::new(UNMEASURED),
+            last_answer_micros: AtomicU64::new(0),
+            created: Instant::now(),
             published: AtomicU64::new(0),
             publish_failures: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
@@ -114,10 +120,52 @@ impl Instance {
         self.latency_micros.store(micros, Ordering::Relaxed);
     }
 
+    /// The publisher connection answered a command (a `PUBLISH`, a `PING`, its handshake).
+    pub(crate) fn record_answer(&self) {
+        let micros = u64::try_from(self.created.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_answer_micros
+            .fetch_max(micros.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether the publisher connection answered anything in the last `window`: if so, a
+    /// command that timed out was late behind a queue, and the connection is alive.
+    pub(crate) fn answered_within(&self, window: Duration) -> bool {
+        match self.last_answer_micros.load(Ordering::Relaxed) {
+            0 => false,
+            last => {
+                self.created
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(last))
+                    < window
+            }
+        }
+    }
+
     pub(crate) fn latency(&self) -> Option<Duration> {
         match self.latency_micros.load(Ordering::Relaxed) {
             UNMEASURED => None,
             micros => Some(Duration::from_micros(micros)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance() -> Instance {
+        let node = RedisNode::new("127.0.0.1", 6379);
+        let client = node.client().unwrap();
+        Instance::new(node, client, false)
+    }
+
+    #[test]
+    fn a_connection_counts_as_answering_only_after_an_answer_and_within_the_window() {
+        let instance = instance();
+        assert!(!instance.answered_within(Duration::from_secs(3600)));
+        instance.record_answer();
+        assert!(instance.answered_within(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!instance.answered_within(Duration::from_millis(1)));
     }
 }

@@ -33,11 +33,16 @@
 //!   lost or doubled. Messages from every Redis node go into the node's one inbound queue;
 //!   when it is full the subscriber waits (nothing is dropped).
 //! - **Publishing.** Each message goes to **one** usable Redis node (publisher and subscriber
-//!   healthy), chosen by the [`Strategy`]. If the `PUBLISH` fails on a connection error or
-//!   times out, that node is marked unhealthy (health event) and the same message is retried
-//!   on the next usable node, so a Redis crash loses nothing the caller was told was
-//!   published (a timed-out publish may, rarely, be delivered twice). With no usable node
-//!   the publish fails with [`BrokerErrorKind::Unavailable`](crosswire_core::BrokerErrorKind)
+//!   healthy), chosen by the [`Strategy`]. If the `PUBLISH` fails on a connection error, or
+//!   times out while nothing else on that connection was answered either, that node is marked
+//!   unhealthy (health event) and the same message is retried on the next usable node, so a
+//!   Redis crash loses nothing the caller was told was published (a timed-out publish may,
+//!   rarely, be delivered twice). A node that answered other commands within the
+//!   [`command_timeout`](RedisBrokerBuilder::command_timeout) is slow (its replies wait
+//!   behind a queue, usually this process's own backlog under load), not failed: it stays in
+//!   use, the message is tried on the next node, and with none left the publish fails with
+//!   [`BrokerErrorKind::TimedOut`](crosswire_core::BrokerErrorKind). With no usable node the
+//!   publish fails with [`BrokerErrorKind::Unavailable`](crosswire_core::BrokerErrorKind)
 //!   and [`RedisBroker::unavailable_publishes`] counts it.
 //! - **Health checks.** Every [`ping_interval`](RedisBrokerBuilder::ping_interval) (5 s) both
 //!   connections of each Redis node are sent a `PING` that must answer within
@@ -378,8 +383,9 @@ impl RedisBrokerBuilder {
         self
     }
 
-    /// Longest a `PUBLISH`, `SUBSCRIBE` or `UNSUBSCRIBE` may take before that Redis node is
-    /// considered failed. Default: 2 s.
+    /// Longest a `PUBLISH`, `SUBSCRIBE` or `UNSUBSCRIBE` may take. A Redis node that answers
+    /// nothing for this long is considered failed; one that answered other commands
+    /// meanwhile is only slow (see [Publishing](crate#how-it-works)). Default: 2 s.
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.settings.command_timeout = timeout;
         self

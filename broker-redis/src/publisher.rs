@@ -27,8 +27,11 @@ pub(crate) async fn run_publisher(
     let mut backoff = RECONNECT_MIN_DELAY;
     loop {
         let lost = Arc::new(Notify::new());
+        // Our own timeouts (`command_timeout`, `ping_timeout`) bound every command; redis-rs's
+        // default 500 ms response timeout would otherwise cut them short.
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(shared.settings.connect_timeout));
+            .set_connection_timeout(Some(shared.settings.connect_timeout))
+            .set_response_timeout(None);
         let attempt = async {
             let mut conn = instance
                 .client
@@ -45,6 +48,7 @@ pub(crate) async fn run_publisher(
         match outcome {
             Ok(Ok((conn, latency))) => {
                 instance.record_latency(latency);
+                instance.record_answer();
                 let link = Link { conn, lost };
                 *instance.publisher.lock() = Some(link.clone());
                 backoff = RECONNECT_MIN_DELAY;
@@ -107,7 +111,7 @@ pub(crate) fn check_publisher(shared: &Arc<Shared>, instance: &Arc<Instance>) {
             match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<Value>(&mut conn))
                 .await
             {
-                Ok(Ok(_)) => return,
+                Ok(Ok(_)) => return instance.record_answer(),
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("PING timed out after {timeout:?}"),
             };
@@ -137,7 +141,10 @@ pub(crate) async fn run_health_check(
             match tokio::time::timeout(timeout, redis::cmd("PING").query_async::<Value>(&mut conn))
                 .await
             {
-                Ok(Ok(_)) => instance.record_latency(start.elapsed()),
+                Ok(Ok(_)) => {
+                    instance.record_latency(start.elapsed());
+                    instance.record_answer();
+                }
                 Ok(Err(e)) => {
                     shared.publisher_lost(&instance, &link, HealthCause::PingFailed, e.to_string())
                 }
@@ -170,6 +177,11 @@ pub(crate) async fn run_health_check(
 
 /// Publishes on one healthy Redis node chosen by the strategy; when that node fails, marks
 /// it unhealthy and tries the next, until one takes the message or none is left.
+///
+/// A node that does not confirm in time but answered something else within the timeout is
+/// slow, not failed (its replies wait behind a queue, usually this process's own backlog):
+/// the message is tried on the next node, the slow one stays in use, and if no node is left
+/// the error is [`BrokerErrorKind::TimedOut`].
 pub(crate) async fn publish(
     shared: &Shared,
     channel: &str,
@@ -178,6 +190,7 @@ pub(crate) async fn publish(
     let instances = shared.instances();
     let mut excluded = vec![false; instances.len()];
     let mut last_error: Option<String> = None;
+    let mut late: Option<String> = None;
     loop {
         let now = Instant::now();
         let usable: Vec<usize> = (0..instances.len())
@@ -196,6 +209,9 @@ pub(crate) async fn publish(
             .pick(shared.settings.strategy, &latencies)
             .map(|k| candidates[k])
         else {
+            if let Some(message) = late {
+                return Err(BrokerError::new(BrokerErrorKind::TimedOut, message));
+            }
             shared.count_unavailable();
             let mut message = format!(
                 "no healthy Redis node to publish on `{channel}` ({} configured)",
@@ -219,6 +235,15 @@ pub(crate) async fn publish(
                 tracing::debug!(redis = %instance.node, %error, "publish failed; trying another node");
                 last_error = Some(error);
             }
+            Err(Failure::Late(timeout)) => {
+                instance.publish_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(redis = %instance.node, "publish not confirmed in time; trying another node");
+                late = Some(format!(
+                    "Redis {} did not confirm a publish on `{channel}` within {timeout:?} but \
+                     still answers (the request waited in a queue; it may yet be delivered)",
+                    instance.node
+                ));
+            }
             Err(Failure::Rejected(error)) => {
                 instance.publish_failures.fetch_add(1, Ordering::Relaxed);
                 return Err(BrokerError::new(
@@ -234,6 +259,9 @@ pub(crate) async fn publish(
 enum Failure {
     /// The node failed (connection, timeout, server busy): another node may take it.
     Node(String),
+    /// The node answered other commands within the timeout but not this one: it is slow
+    /// (usually behind this process's own backlog), not failed, so it stays in use.
+    Late(Duration),
     /// The message itself was refused: no node will take it.
     Rejected(RedisError),
 }
@@ -254,12 +282,16 @@ async fn publish_on(
     let command = command.query_async::<Value>(&mut conn);
     let timeout = shared.settings.command_timeout;
     let error = match tokio::time::timeout(timeout, command).await {
-        Ok(Ok(_)) => return Ok(()),
+        Ok(Ok(_)) => {
+            instance.record_answer();
+            return Ok(());
+        }
         Ok(Err(e)) if matches!(e.retry_method(), RetryMethod::NoRetry) => {
             return Err(Failure::Rejected(e))
         }
         Ok(Err(e)) => e.to_string(),
-        Err(_) => format!("PUBLISH timed out after {timeout:?}"),
+        Err(_) if instance.answered_within(timeout) => return Err(Failure::Late(timeout)),
+        Err(_) => format!("PUBLISH timed out after {timeout:?} and nothing else was answered"),
     };
     shared.publisher_lost(instance, &link, HealthCause::PublishFailed, error.clone());
     Err(Failure::Node(error))

@@ -220,7 +220,9 @@ impl Node {
         })?;
         broker.publish(channel, bytes).await.map_err(|e| {
             Metrics::add(&inner.metrics.publish_failures);
-            tracing::warn!(channel, error = %e, "publish failed");
+            if let Some(held_back) = inner.publish_failure_log.allow() {
+                tracing::warn!(channel, error = %e, held_back, "publish failed");
+            }
             Error::from(e)
         })?;
         Ok(true)

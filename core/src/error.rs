@@ -96,6 +96,10 @@ pub enum BrokerErrorKind {
     Unavailable,
     /// The broker rejected the message (too large, bad channel name); retrying will not help.
     Rejected,
+    /// The broker took the message but did not confirm it in time, while it still answers
+    /// other requests (it is slow, not gone). The message may yet be delivered, so retrying
+    /// may deliver it twice.
+    TimedOut,
     /// The broker was shut down or already attached to another node.
     Closed,
     /// Any other I/O or protocol failure.

@@ -60,3 +60,62 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// Lets a repeated warning through at most once per [`LogLimiter::INTERVAL`], counting the
+/// occurrences it held back, so a flood of the same failure (a broker outage under load) costs
+/// neither CPU nor log volume. The counters above still count every occurrence.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    start: std::time::Instant,
+    /// Earliest time of the next log line, in µs after `start`.
+    next_micros: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    pub(crate) const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        LogLimiter {
+            start: std::time::Instant::now(),
+            next_micros: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(held back since the last line)` when this occurrence is to be logged.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let next = self.next_micros.load(Ordering::Relaxed);
+        let interval = Self::INTERVAL.as_micros() as u64;
+        if now >= next
+            && self
+                .next_micros
+                .compare_exchange(next, now + interval, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLimiter;
+
+    #[test]
+    fn a_burst_logs_once_and_counts_the_rest() {
+        let limiter = LogLimiter::new();
+        assert_eq!(limiter.allow(), Some(0));
+        for _ in 0..99 {
+            assert_eq!(limiter.allow(), None);
+        }
+        // Pretend the interval passed: the next line reports what was held back.
+        limiter
+            .next_micros
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(limiter.allow(), Some(99));
+    }
+}

@@ -20,7 +20,7 @@ use crate::events::{
 };
 use crate::frame::{self, Incoming, Payload};
 use crate::listeners::{drive_all, BoxFuture, Listen, ListenerId, Listeners, Off};
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
 use crate::rooms::{Match, Rooms, SocketId};
 use crate::transport::{RequestInfo, Transport};
@@ -72,6 +72,8 @@ pub(crate) struct NodeInner {
     pub(crate) custom_handler: RwLock<Option<CustomHandler>>,
     pending: Arc<PendingReplies>,
     pub(crate) metrics: Metrics,
+    /// Limits the "publish failed" warning to one line a second.
+    pub(crate) publish_failure_log: LogLimiter,
     next_conn: AtomicU64,
     tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -140,6 +142,7 @@ impl NodeBuilder {
             custom_handler: RwLock::new(None),
             pending: Arc::default(),
             metrics: Metrics::default(),
+            publish_failure_log: LogLimiter::new(),
             next_conn: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
             options,

@@ -250,6 +250,15 @@ impl ServerProcess {
 /// The child side: `crosswire-bench serve --kind K ...`. Never returns on success.
 pub fn serve_main(args: &[String]) -> Result<(), String> {
     let spec = ServerSpec::from_args(args)?;
+    // Warnings from the server under test (health changes, failed publishes) go to stderr;
+    // RUST_LOG overrides the level.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if spec.threads > 0 {
