@@ -57,29 +57,18 @@ impl FrameWriter {
     ) -> Poll<io::Result<Written>> {
         let has_close = self.batch.close.is_some();
         while !self.is_idle() {
-            let mut heads = [[0u8; 10]; FRAMES_PER_WRITE];
-            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
-            let mut count = 0;
-            let mut skip = self.written;
-            let frames = self.frames().take(FRAMES_PER_WRITE);
-            for ((opcode, payload), head) in frames.zip(heads.iter_mut()) {
-                let len = format_head(opcode, payload.len(), head);
-                let head = &head[..len];
-                let (head, payload) = skip_prefix(head, payload, &mut skip);
-                for part in [head, payload] {
-                    if !part.is_empty() {
-                        slices[count] = IoSlice::new(part);
-                        count += 1;
-                    }
-                }
-            }
-            let n = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]) {
+            // Most batches hold one frame: its two slices need no 64-frame arrays to set up.
+            let written = if self.frame_count() == 1 {
+                self.poll_write_some::<1, W>(io, cx)
+            } else {
+                self.poll_write_some::<FRAMES_PER_WRITE, W>(io, cx)
+            };
+            match written {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Ok(n)) => self.advance(n),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
-            };
-            self.advance(n);
+            }
         }
         match Pin::new(&mut *io).poll_flush(cx) {
             Poll::Ready(Ok(())) => {}
@@ -92,6 +81,39 @@ impl FrameWriter {
         } else {
             Written::Frames
         }))
+    }
+
+    /// One vectored write of up to `N` frames of the batch, from where the last one stopped.
+    fn poll_write_some<const N: usize, W: AsyncWrite + Unpin>(
+        &self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        let mut heads = [[0u8; 10]; N];
+        let mut pairs = [[IoSlice::new(&[]); 2]; N];
+        let slices = pairs.as_flattened_mut();
+        let mut count = 0;
+        let mut skip = self.written;
+        for ((opcode, payload), head) in self.frames().take(N).zip(heads.iter_mut()) {
+            let len = format_head(opcode, payload.len(), head);
+            let (head, payload) = skip_prefix(&head[..len], payload, &mut skip);
+            for part in [head, payload] {
+                if !part.is_empty() {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
+                }
+            }
+        }
+        Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count])
+    }
+
+    /// How many frames the batch holds.
+    fn frame_count(&self) -> usize {
+        let batch = &self.batch;
+        usize::from(batch.pong.is_some())
+            + usize::from(batch.ping)
+            + batch.texts.len()
+            + usize::from(batch.close.is_some())
     }
 
     /// The frames of the batch in write order: pong, ping, texts, close.
