@@ -653,6 +653,84 @@ async fn a_client_that_stops_reading_is_dropped_and_others_get_every_broadcast()
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_at_the_byte_bound_with_a_small_send_buffer() {
+    let config = WsConfig::default()
+        .outbound_bytes(64 * 1024)
+        .send_buffer(Some(4096));
+    let mut s = Server::start(Node::builder(), config).await;
+    let mut fast = s.client("fast").await;
+    let _slow = raw_upgrade(s.addr(), "/?id=slow", Some(4096)).await;
+    s.wait_bound("fast").await;
+    s.wait_bound("slow").await;
+
+    // The fast client is read all along, by its own task.
+    let (seq_tx, mut seqs) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let (event, payload) = fast.recv_push().await;
+            if event == "stop" {
+                return fast;
+            }
+            assert_eq!(event, "chunk");
+            let _ = seq_tx.send(payload["seq"].as_u64().expect("seq"));
+        }
+    });
+
+    // 8 KiB pushes, far below the frame bound (1024): only the byte bound can drop the slow
+    // client.
+    let blob = "x".repeat(8 * 1024);
+    let mut dropped_at = None;
+    let max_pushes = 2000;
+    for seq in 0..max_pushes {
+        let payload = json!({ "seq": seq, "blob": blob });
+        if dropped_at.is_none() {
+            let sent = s.node.to_socket_id("slow", "chunk", &payload).await;
+            assert!(sent.is_ok(), "push {seq} to the slow client: {sent:?}");
+        }
+        s.node
+            .to_socket_id("fast", "chunk", &payload)
+            .await
+            .expect("push to the fast client");
+        let got = timeout(WAIT, seqs.recv())
+            .await
+            .expect("the fast client keeps up")
+            .expect("the fast client's reader ended");
+        assert_eq!(got, seq, "the fast client gets every push, in order");
+        if dropped_at.is_none() && s.metrics().slow_consumer_closes >= 1 {
+            dropped_at = Some(seq);
+        }
+        // Keep pushing to the fast client a while after the drop.
+        if dropped_at.is_some_and(|at| seq >= at + 20) {
+            break;
+        }
+    }
+    let dropped_at = dropped_at.expect("the slow client was dropped");
+    // 64 KiB queued plus a few KiB in each kernel buffer: about ten pushes. With the kernel's
+    // default send buffer (auto-tuned to MiBs) it would take hundreds.
+    assert!(
+        dropped_at < 64,
+        "dropped only after {dropped_at} pushes of 8 KiB"
+    );
+
+    let closed = s.next_close().await;
+    assert_eq!(closed.socket_id.as_deref(), Some("slow"));
+    assert_eq!((closed.code, &*closed.reason), (1008, "slow consumer"));
+    assert_eq!(s.metrics().slow_consumer_closes, 1);
+    assert!(s.node.socket("slow").is_none());
+    assert_eq!(s.node.connection_count(), 1);
+
+    s.node
+        .to_socket_id("fast", "stop", &json!(null))
+        .await
+        .expect("to_socket_id");
+    let mut fast = timeout(WAIT, reader)
+        .await
+        .expect("reader stops")
+        .expect("reader did not panic");
+    assert_still_served(&mut fast).await;
+}
+
+#[tokio::test]
 async fn a_peer_that_never_answers_pings_is_terminated() {
     let interval = Duration::from_millis(200);
     let mut s = Server::start(

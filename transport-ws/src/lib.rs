@@ -25,7 +25,8 @@ mod server;
 mod upgrade;
 
 pub use config::{
-    WsConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_QUEUE,
+    WsConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_BYTES,
+    DEFAULT_OUTBOUND_QUEUE,
 };
 pub use server::WsServer;
 pub use upgrade::{unauthorized, Accept, WsAcceptor};

@@ -10,6 +10,7 @@ use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
 use http_body_util::Empty;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::connection;
@@ -109,11 +110,15 @@ impl WsAcceptor {
                 }
             };
             let upgraded = websocket.into_inner().into_inner();
-            // On crosswire's own listener the connection is a plain TCP stream: serve it
-            // directly, without hyper's wrapper.
+            // On crosswire's own listener (and on an application's hyper server over plain
+            // TCP) the connection is a plain TCP stream: serve it directly, without hyper's
+            // wrapper.
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let io = parts.io.into_inner();
+                    if let Some(bytes) = config.send_buffer {
+                        set_send_buffer(&io, bytes);
+                    }
                     let early = &parts.read_buf;
                     connection::spawn(node, info, accept.socket_id, io, early, &config);
                 }
@@ -124,6 +129,13 @@ impl WsAcceptor {
             }
         });
         response
+    }
+}
+
+/// Sets `SO_SNDBUF` of `stream` (see [`WsConfig::send_buffer`]); a failure is only logged.
+fn set_send_buffer(stream: &TcpStream, bytes: usize) {
+    if let Err(error) = SockRef::from(stream).set_send_buffer_size(bytes) {
+        tracing::warn!(%error, bytes, "could not set the send buffer size (SO_SNDBUF)");
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) fn spawn<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let outbox = Arc::new(Outbox::new(config.outbound_queue));
+    let outbox = Arc::new(Outbox::new(config.outbound_queue, config.outbound_bytes));
     let transport = Box::new(WsTransport {
         outbox: outbox.clone(),
     });

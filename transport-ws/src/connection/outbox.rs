@@ -51,6 +51,8 @@ impl Batch {
 struct State {
     phase: Phase,
     queued: Batch,
+    /// Payload bytes of `queued.texts`, kept as frames are pushed and taken.
+    queued_bytes: usize,
     /// Whether the close frame was handed to the task already.
     close_taken: bool,
     /// The close code and reason to report, first one wins.
@@ -62,7 +64,10 @@ struct State {
 /// The queue between the node (and the connection's own reader) and the connection's task.
 #[derive(Debug)]
 pub(crate) struct Outbox {
+    /// Most text frames queued.
     capacity: usize,
+    /// Most payload bytes of text frames queued (one frame is always let into an empty queue).
+    max_bytes: usize,
     state: Mutex<State>,
 }
 
@@ -76,13 +81,16 @@ pub(crate) enum Taken {
 }
 
 impl Outbox {
-    /// An open outbox holding at most `capacity` text frames.
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An open outbox holding at most `capacity` text frames and at most `max_bytes` bytes of
+    /// them, except that a larger frame alone is accepted into an empty queue.
+    pub(crate) fn new(capacity: usize, max_bytes: usize) -> Self {
         Outbox {
             capacity,
+            max_bytes,
             state: Mutex::new(State {
                 phase: Phase::Open,
                 queued: Batch::default(),
+                queued_bytes: 0,
                 close_taken: false,
                 close: None,
                 waker: None,
@@ -90,18 +98,26 @@ impl Outbox {
         }
     }
 
-    /// Queues `frame`, waking the task. A full queue kills the connection (slow consumer).
+    /// Queues `frame`, waking the task. A queue that is full, in frames or in bytes, kills the
+    /// connection (slow consumer); an empty queue takes any one frame.
     pub(crate) fn push_text(&self, frame: Bytes) -> Result<(), SendError> {
         let mut state = self.state.lock();
         if state.phase != Phase::Open {
             return Err(SendError::Closed);
         }
-        if state.queued.texts.len() >= self.capacity {
+        let bytes = state.queued_bytes.saturating_add(frame.len());
+        let too_many = state.queued.texts.len() >= self.capacity;
+        let too_big = bytes > self.max_bytes && !state.queued.texts.is_empty();
+        if too_many || too_big {
             drop(state);
             self.kill(close_codes::POLICY, "slow consumer");
-            tracing::warn!("dropped a connection whose outbound queue was full (slow consumer)");
+            tracing::warn!(
+                bound = if too_many { "frames" } else { "bytes" },
+                "dropped a connection whose outbound queue was full (slow consumer)"
+            );
             return Err(SendError::SlowConsumer);
         }
+        state.queued_bytes = bytes;
         state.queued.texts.push_back(frame);
         wake(state);
         Ok(())
@@ -174,6 +190,7 @@ impl Outbox {
         if state.queued.close.is_some() {
             state.close_taken = true;
         }
+        state.queued_bytes = 0;
         Poll::Ready(Taken::Batch(std::mem::take(&mut state.queued)))
     }
 
@@ -246,4 +263,82 @@ fn truncate_reason(reason: &str) -> &str {
         end -= 1;
     }
     &reason[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![b'x'; len])
+    }
+
+    /// Takes what is queued, as the connection's task does.
+    fn take(outbox: &Outbox) -> Poll<Taken> {
+        outbox.poll_take(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Takes the queued batch and returns the lengths of its text frames.
+    fn take_texts(outbox: &Outbox) -> Vec<usize> {
+        match take(outbox) {
+            Poll::Ready(Taken::Batch(batch)) => batch.texts.iter().map(Bytes::len).collect(),
+            other => panic!("expected a batch, got {other:?}"),
+        }
+    }
+
+    /// Asserts that the slow-consumer policy was applied to `outbox`.
+    fn assert_slow_consumer(outbox: &Outbox) {
+        assert!(matches!(take(outbox), Poll::Ready(Taken::Killed)));
+        assert_eq!(outbox.push_text(frame(1)), Err(SendError::Closed));
+        assert_eq!(outbox.finish(), (1008, "slow consumer".to_owned()));
+    }
+
+    #[test]
+    fn a_push_past_the_byte_bound_kills_with_1008_slow_consumer() {
+        let outbox = Outbox::new(1024, 100);
+        assert_eq!(outbox.push_text(frame(60)), Ok(()));
+        assert_eq!(outbox.push_text(frame(40)), Ok(()), "the bound itself fits");
+        assert_eq!(
+            outbox.push_text(frame(1)),
+            Err(SendError::SlowConsumer),
+            "one byte more does not"
+        );
+        assert_slow_consumer(&outbox);
+    }
+
+    #[test]
+    fn taking_the_batch_frees_its_bytes() {
+        let outbox = Outbox::new(1024, 100);
+        for _ in 0..3 {
+            assert_eq!(outbox.push_text(frame(70)), Ok(()));
+            assert_eq!(outbox.push_text(frame(30)), Ok(()));
+            assert_eq!(take_texts(&outbox), [70, 30]);
+        }
+        assert!(take(&outbox).is_pending(), "nothing left queued");
+        assert_eq!(outbox.push_text(frame(100)), Ok(()));
+        assert_eq!(take_texts(&outbox), [100]);
+    }
+
+    #[test]
+    fn an_empty_queue_takes_one_oversized_frame_and_refuses_the_next_push() {
+        let outbox = Outbox::new(1024, 100);
+        assert_eq!(outbox.push_text(frame(500)), Ok(()));
+        assert_eq!(outbox.push_text(frame(1)), Err(SendError::SlowConsumer));
+        assert_slow_consumer(&outbox);
+
+        // Once the task took it, the queue is empty again and the next push goes in.
+        let outbox = Outbox::new(1024, 100);
+        assert_eq!(outbox.push_text(frame(500)), Ok(()));
+        assert_eq!(take_texts(&outbox), [500]);
+        assert_eq!(outbox.push_text(frame(1)), Ok(()));
+    }
+
+    #[test]
+    fn the_frame_bound_still_applies_under_the_byte_bound() {
+        let outbox = Outbox::new(2, 1 << 20);
+        assert_eq!(outbox.push_text(frame(1)), Ok(()));
+        assert_eq!(outbox.push_text(frame(1)), Ok(()));
+        assert_eq!(outbox.push_text(frame(1)), Err(SendError::SlowConsumer));
+        assert_slow_consumer(&outbox);
+    }
 }
