@@ -584,26 +584,39 @@ async fn disconnect_removes_the_binding_and_every_room() {
 
 // ----- slow and dead peers ---------------------------------------------------------------
 
+/// Reads `client`'s pushes in a task of its own: each must be `event` with a `seq`, which is
+/// passed on, until a `stop` push ends the task and hands the client back.
+fn read_seqs(
+    mut client: TestClient,
+    event: &'static str,
+) -> (
+    tokio::task::JoinHandle<TestClient>,
+    mpsc::UnboundedReceiver<u64>,
+) {
+    let (seq_tx, seqs) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            let (name, payload) = client.recv_push().await;
+            if name == "stop" {
+                return client;
+            }
+            assert_eq!(name, event);
+            let _ = seq_tx.send(payload["seq"].as_u64().expect("seq"));
+        }
+    });
+    (reader, seqs)
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_others_get_every_broadcast() {
     let mut s = Server::start(Node::builder(), WsConfig::default().outbound_queue(16)).await;
-    let mut fast = s.client("fast").await;
+    let fast = s.client("fast").await;
     let _slow = raw_upgrade(s.addr(), "/?id=slow", Some(4096)).await;
     s.wait_bound("fast").await;
     s.wait_bound("slow").await;
 
     // The fast client is read all along, by its own task.
-    let (seq_tx, mut seqs) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
-        loop {
-            let (event, payload) = fast.recv_push().await;
-            if event == "stop" {
-                return fast;
-            }
-            assert_eq!(event, "big");
-            let _ = seq_tx.send(payload["seq"].as_u64().expect("seq"));
-        }
-    });
+    let (reader, mut seqs) = read_seqs(fast, "big");
 
     let blob = "x".repeat(64 * 1024);
     let mut dropped_at = None;
@@ -658,23 +671,13 @@ async fn a_client_that_stops_reading_is_dropped_at_the_byte_bound_with_a_small_s
         .outbound_bytes(64 * 1024)
         .send_buffer(Some(4096));
     let mut s = Server::start(Node::builder(), config).await;
-    let mut fast = s.client("fast").await;
+    let fast = s.client("fast").await;
     let _slow = raw_upgrade(s.addr(), "/?id=slow", Some(4096)).await;
     s.wait_bound("fast").await;
     s.wait_bound("slow").await;
 
     // The fast client is read all along, by its own task.
-    let (seq_tx, mut seqs) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(async move {
-        loop {
-            let (event, payload) = fast.recv_push().await;
-            if event == "stop" {
-                return fast;
-            }
-            assert_eq!(event, "chunk");
-            let _ = seq_tx.send(payload["seq"].as_u64().expect("seq"));
-        }
-    });
+    let (reader, mut seqs) = read_seqs(fast, "chunk");
 
     // 8 KiB pushes, far below the frame bound (1024): only the byte bound can drop the slow
     // client.
