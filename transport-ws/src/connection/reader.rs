@@ -123,7 +123,9 @@ impl FrameReader {
                 };
                 if self.partial.is_empty() {
                     let (consumed, end) = self.decode(data, on_message);
-                    self.keep_tail(&data[consumed..]);
+                    if end.is_none() {
+                        self.keep_tail(&data[consumed..]);
+                    }
                     end
                 } else {
                     self.partial.extend_from_slice(data);
@@ -141,7 +143,7 @@ impl FrameReader {
     fn decode_partial(&mut self, on_message: &mut impl FnMut(Message<'_>)) -> Option<ReadEnd> {
         let mut partial = std::mem::take(&mut self.partial);
         let (consumed, end) = self.decode(&mut partial, on_message);
-        if consumed == partial.len() {
+        if consumed == partial.len() || end.is_some() {
             return end; // `partial` is freed
         }
         partial.drain(..consumed);
@@ -159,13 +161,19 @@ impl FrameReader {
         }
     }
 
-    /// Sizes `partial` for the whole frame it starts, once its header is known.
+    /// Sizes `partial` for the whole frame it starts, once its header is known. The length
+    /// a peer claims is hostile: nothing is reserved for a frame the size check refuses, and
+    /// never more than the message limit plus a header.
     fn reserve_for_frame(&mut self) {
-        if let Ok(Some(head)) = parse_head(&self.partial) {
-            let total = head.head_len + head.payload_len;
-            self.partial
-                .reserve(total.saturating_sub(self.partial.len()));
+        let Ok(Some(head)) = parse_head(&self.partial) else {
+            return;
+        };
+        if self.check_size(&head).is_err() {
+            return;
         }
+        let total = (head.head_len + head.payload_len).min(self.max_message + MAX_HEAD);
+        self.partial
+            .reserve(total.saturating_sub(self.partial.len()));
     }
 
     /// Handles every complete frame at the start of `data`; returns how many bytes they took
@@ -301,7 +309,12 @@ fn parse_head(data: &[u8]) -> Result<Option<Head>, ReadEnd> {
         _ => {
             let mut len = [0u8; 8];
             len.copy_from_slice(&data[2..10]);
-            usize::try_from(u64::from_be_bytes(len)).unwrap_or(usize::MAX)
+            let len = u64::from_be_bytes(len);
+            if len >> 63 != 0 {
+                // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+                return Err(ReadEnd::Violation(PROTOCOL_ERROR, "invalid frame length"));
+            }
+            usize::try_from(len).unwrap_or(usize::MAX)
         }
     };
     if opcode >= 0x8 {
@@ -541,6 +554,97 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(run(&input, 5, 100), vec![Seen::End(expected.into())]);
+        }
+    }
+
+    /// A masked text frame header claiming `len` payload bytes, in the given length class.
+    fn head_claiming(len: u64, class: u8) -> Vec<u8> {
+        let mut out = vec![0x81];
+        match class {
+            7 => out.push(0x80 | len as u8),
+            16 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out
+    }
+
+    /// Feeds a frame header alone (its payload never comes) and returns how reading ended and
+    /// the most memory the reader held for it.
+    fn header_alone(head: &[u8], max: usize) -> (Option<String>, usize) {
+        let mut reader = FrameReader::new(max, &[]);
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            use tokio::io::AsyncWriteExt;
+            client.write_all(head).await.unwrap();
+            let end = std::future::poll_fn(|cx| {
+                Poll::Ready(match reader.poll_read(&mut server, cx, &mut |_| {}) {
+                    Poll::Ready(ReadEnd::Violation(code, reason)) => {
+                        Some(format!("{code} {reason}"))
+                    }
+                    Poll::Ready(other) => Some(format!("{other:?}")),
+                    Poll::Pending => None,
+                })
+            })
+            .await;
+            (end, reader.partial.capacity())
+        })
+    }
+
+    #[test]
+    fn a_claimed_length_never_sizes_an_allocation_past_the_limit() {
+        // The 14-byte header that used to abort the process: 2^40 and 2^62 bytes claimed.
+        for absurd in [1u64 << 40, 1 << 62, (1 << 63) - 1] {
+            let (end, held) = header_alone(&head_claiming(absurd, 64), 1 << 20);
+            assert_eq!(end.as_deref(), Some("1009 message too big"), "{absurd}");
+            assert_eq!(
+                held, 0,
+                "nothing kept for a refused frame of {absurd} bytes"
+            );
+        }
+        // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+        let (end, _) = header_alone(&head_claiming(1 << 63, 64), 1 << 20);
+        assert_eq!(end.as_deref(), Some("1002 invalid frame length"));
+    }
+
+    #[test]
+    fn each_length_class_at_the_limit_passes_and_one_over_closes_1009_before_the_payload() {
+        for (class, limit) in [(7u8, 100usize), (16, 1_000), (64, 70_000)] {
+            let at = frame(true, 1, &vec![b'a'; limit]);
+            assert_eq!(
+                at[1] & 0x7F,
+                match class {
+                    7 => limit as u8,
+                    16 => 126,
+                    _ => 127,
+                }
+            );
+            assert_eq!(
+                run(&at, 997, limit)[0],
+                Seen::Text("a".repeat(limit)),
+                "class {class} at the limit"
+            );
+            // One over: refused from the header alone, nothing reserved for it.
+            let (end, held) = header_alone(&head_claiming(limit as u64 + 1, class), limit);
+            assert_eq!(
+                end.as_deref(),
+                Some("1009 message too big"),
+                "class {class}"
+            );
+            assert_eq!(held, 0);
+            // Under the limit but incomplete: the buffer is sized for that frame, not more.
+            let (end, held) = header_alone(&head_claiming(limit as u64, class), limit);
+            assert_eq!(end, None, "class {class}: waits for the payload");
+            assert!(held <= limit + MAX_HEAD, "class {class}: held {held}");
         }
     }
 
