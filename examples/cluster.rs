@@ -108,7 +108,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     tokio::signal::ctrl_c().await?;
     for server in servers {
-        server.shutdown().await;
+        let report = server.shutdown().await;
+        println!("shut down: {report:?}");
     }
     Ok(())
 }
@@ -155,7 +156,8 @@ async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
         broker.instance_count()
     );
     tokio::signal::ctrl_c().await?;
-    server.shutdown().await;
+    let report = server.shutdown().await;
+    println!("shut down: {report:?}");
     Ok(())
 }
 

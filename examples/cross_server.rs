@@ -83,6 +83,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 CrossReply::TimedOut { unresponded } => {
                     println!("callback: timed out, {unresponded} did not respond");
                 }
+                CrossReply::ShutDown { unresponded } => {
+                    println!("callback: this node shut down, {unresponded} did not respond");
+                }
             }
             async {}
         })
@@ -169,6 +172,7 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
     if !sender {
         println!("{name} waits for cross-server events; Ctrl-C to stop");
         tokio::signal::ctrl_c().await?;
+        node.shutdown(Duration::from_secs(5)).await;
         return Ok(());
     }
     node.emit_cross(

@@ -12,6 +12,10 @@ if ! command -v redis-server >/dev/null || ! command -v nats-server >/dev/null; 
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nats-server >/dev/null
 fi
 
+# tests/hostile_clients.rs drives real Node.js WebSocket clients (tests/js/: the `ws` package,
+# pinned in tests/js/package-lock.json). `npm ci` reinstalls exactly that; output only on error.
+echo "== node clients"; npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
+
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
 # The multi-process test runs the `cluster` example binary itself.

@@ -161,7 +161,7 @@ fn replies_by_server(items: &[CrossReply]) -> HashMap<String, Value> {
         .iter()
         .filter_map(|item| match item {
             CrossReply::Reply { server, data, .. } => Some((server.clone(), data.clone())),
-            CrossReply::TimedOut { .. } => None,
+            CrossReply::TimedOut { .. } | CrossReply::ShutDown { .. } => None,
         })
         .collect()
 }
@@ -171,7 +171,7 @@ fn remaining(items: &[CrossReply]) -> Vec<usize> {
         .iter()
         .filter_map(|item| match item {
             CrossReply::Reply { remaining, .. } => Some(*remaining),
-            CrossReply::TimedOut { .. } => None,
+            CrossReply::TimedOut { .. } | CrossReply::ShutDown { .. } => None,
         })
         .collect()
 }

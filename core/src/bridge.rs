@@ -57,6 +57,11 @@ pub enum CrossReply {
         /// How many expected replies never came.
         unresponded: usize,
     },
+    /// The node shut down ([`Node::shutdown`]) before every reply came; this is the last item.
+    ShutDown {
+        /// How many expected replies never came.
+        unresponded: usize,
+    },
 }
 
 /// All replies of a cross-server emit, collected.
@@ -140,6 +145,19 @@ impl PendingReplies {
         }
     }
 
+    /// Ends every collection with [`CrossReply::ShutDown`]; returns how many there were.
+    pub(crate) fn fail_all(&self) -> usize {
+        let all: Vec<Pending> = self.map.lock().drain().map(|(_, p)| p).collect();
+        let count = all.len();
+        for pending in all {
+            let _ = pending.tx.send(CrossReply::ShutDown {
+                unresponded: pending.remaining,
+            });
+            pending.stop_timer();
+        }
+        count
+    }
+
     pub(crate) fn cancel(&self, id: u64) -> bool {
         let removed = self.map.lock().remove(&id);
         removed.map(Pending::stop_timer).is_some()
@@ -177,8 +195,15 @@ impl ReplyStream {
         self.rx.recv().await
     }
 
-    /// Waits for every reply or the timeout and gathers them.
-    pub async fn collect(mut self) -> CrossResult {
+    /// Waits for every reply or the timeout and gathers them. A collection ended by the
+    /// node's shutdown is gathered like a timeout (`success: false`).
+    pub async fn collect(self) -> CrossResult {
+        self.gather().await.0
+    }
+
+    /// [`collect`](Self::collect), and whether the node's shutdown ended it.
+    async fn gather(mut self) -> (CrossResult, bool) {
+        let mut shut_down = false;
         let mut result = CrossResult {
             success: false,
             responses: HashMap::new(),
@@ -197,9 +222,13 @@ impl ReplyStream {
                     }
                 }
                 CrossReply::TimedOut { unresponded } => result.unresponded = unresponded,
+                CrossReply::ShutDown { unresponded } => {
+                    result.unresponded = unresponded;
+                    shut_down = true;
+                }
             }
         }
-        result
+        (result, shut_down)
     }
 }
 
@@ -267,10 +296,12 @@ impl<'a> CrossEmit<'a> {
         self
     }
 
-    /// How many replies complete the collection. Default: the number of named targets, or 1
+    /// How many replies complete the collection. `0` counts as 1, as in the JavaScript
+    /// package (which treats any value ≤ 0 as 1): a collection always waits for at least one
+    /// reply, and reports it missing on timeout. Default: the number of named targets, or 1
     /// when sending to every node (the cluster size is not known in advance).
     pub fn expect(mut self, replies: usize) -> Self {
-        self.expected = Some(replies);
+        self.expected = Some(replies.max(1));
         self
     }
 
@@ -306,6 +337,9 @@ impl<'a> CrossEmit<'a> {
     async fn dispatch(self, collect: bool) -> Result<Option<ReplyStream>, Error> {
         if self.event.is_empty() {
             return Err(Error::invalid("event name", "it is empty"));
+        }
+        if self.node.is_shutting_down() {
+            return Err(Error::ShuttingDown);
         }
         let route = self.route();
         let expected = self.expected();
@@ -344,9 +378,13 @@ impl<'a> CrossEmit<'a> {
     /// Sends and waits for every expected reply or the timeout.
     ///
     /// # Errors
-    /// As [`send`](Self::send). A timeout is not an error: it is `success: false`.
+    /// As [`send`](Self::send), and [`Error::ShuttingDown`] when the node shuts down before
+    /// the collection ends. A timeout is not an error: it is `success: false`.
     pub async fn collect(self) -> Result<CrossResult, Error> {
-        Ok(self.replies().await?.collect().await)
+        match self.replies().await?.gather().await {
+            (_, true) => Err(Error::ShuttingDown),
+            (result, false) => Ok(result),
+        }
     }
 
     /// Sends and calls `callback` for each reply, then once more with
@@ -367,5 +405,60 @@ impl<'a> CrossEmit<'a> {
             }
         });
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{CrossReply, Node};
+
+    /// A standalone node whose `status` handler replies at once.
+    async fn replying_node() -> Node {
+        let node = Node::builder().server_name("a").build().await.unwrap();
+        node.on_cross("status", |ev| async move {
+            let _ = ev.reply(&"up").await;
+        });
+        node
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expect_zero_means_one_reply() {
+        let node = replying_node().await;
+        let timeout = Duration::from_secs(60);
+        let started = tokio::time::Instant::now();
+        let result = node
+            .emit_cross("status", &())
+            .expect(0)
+            .timeout(timeout)
+            .collect()
+            .await
+            .unwrap();
+        assert!(result.success, "{result:?}");
+        assert_eq!(result.responses["a"], "up");
+        assert_eq!(result.unresponded, 0);
+        assert!(
+            started.elapsed() < timeout,
+            "completed on the reply, not on the timeout"
+        );
+        assert_eq!(node.pending_cross_callbacks(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expect_zero_without_a_reply_misses_one() {
+        let node = Node::builder().server_name("a").build().await.unwrap();
+        let mut replies = node
+            .emit_cross("nobody", &())
+            .expect(0)
+            .timeout(Duration::from_secs(1))
+            .replies()
+            .await
+            .unwrap();
+        assert_eq!(
+            replies.recv().await,
+            Some(CrossReply::TimedOut { unresponded: 1 })
+        );
+        assert_eq!(replies.recv().await, None);
     }
 }

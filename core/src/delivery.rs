@@ -200,7 +200,8 @@ impl Node {
         }
     }
 
-    /// Publishes an envelope from this node; `Ok(false)` when there is no broker.
+    /// Publishes an envelope from this node, signed when the node has a cluster secret;
+    /// `Ok(false)` when there is no broker.
     pub(crate) async fn publish_envelope(
         &self,
         channel: &str,
@@ -214,7 +215,8 @@ impl Node {
             sender: self.server_name(),
             body,
         };
-        let bytes = envelope::encode(&envelope, inner.compression).map_err(|e| {
+        let key = inner.options.cluster_key.as_ref();
+        let bytes = envelope::encode(&envelope, inner.compression, key).map_err(|e| {
             tracing::error!(error = %e, "could not encode an envelope");
             Error::invalid("envelope", "it could not be encoded")
         })?;

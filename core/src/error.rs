@@ -24,6 +24,16 @@ pub enum Error {
     /// The socket id is not bound to a connection on this node.
     #[error("socket id `{0}` is not bound on this node")]
     NotBound(String),
+    /// The socket id is already in the most rooms a node allows per socket id
+    /// ([`NodeBuilder::max_rooms_per_socket`](crate::NodeBuilder::max_rooms_per_socket)); it
+    /// must leave a room before it joins another.
+    #[error("socket id `{socket_id}` is already in {limit} rooms, the most this node allows")]
+    TooManyRooms {
+        /// The socket id that tried to join.
+        socket_id: String,
+        /// The node's `max_rooms_per_socket`.
+        limit: usize,
+    },
     /// The socket id is already bound to another connection and the node's
     /// [`DuplicateBind`](crate::DuplicateBind) policy is `Refuse`.
     #[error("socket id `{0}` is already bound to another connection")]
@@ -48,6 +58,10 @@ pub enum Error {
     /// A reply was attempted for a message that asked for none, or was sent twice.
     #[error("this message expects no reply, or it was already answered")]
     NoReplyExpected,
+    /// The node is shutting down ([`Node::shutdown`](crate::Node::shutdown)): new
+    /// cross-server emits are refused and reply collections still waiting end.
+    #[error("the node is shutting down")]
+    ShuttingDown,
 }
 
 impl Error {
@@ -86,6 +100,26 @@ pub enum OptionsError {
     /// A duration that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     ZeroDuration(&'static str),
+    /// The cluster secret is empty or shorter than 16 bytes.
+    #[error("the cluster secret must be at least 16 bytes long")]
+    ClusterSecretTooShort,
+    /// A limit that must be at least 1 is zero.
+    #[error("`{0}` must be at least 1")]
+    ZeroLimit(&'static str),
+    /// A custom channel name is empty.
+    #[error("custom channel names must not be empty")]
+    EmptyCustomChannel,
+    /// A custom channel starts with the bridge or ws prefix, so it would take over channels
+    /// of crosswire's own (e.g. `ws:chat` is room namespace `chat`).
+    #[error(
+        "custom channel `{channel}` starts with `{prefix}`, a prefix reserved for crosswire's own channels"
+    )]
+    ReservedCustomChannel {
+        /// The custom channel.
+        channel: String,
+        /// The reserved prefix it starts with.
+        prefix: String,
+    },
 }
 
 /// What kind of broker failure happened; tells the caller whether a retry can help.

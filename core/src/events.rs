@@ -28,10 +28,41 @@ impl Once {
     }
 }
 
+/// The reply handle of a client request. From its creation until it is answered or dropped
+/// (whichever comes first, counted once) it is one of its connection's pending requests,
+/// limited by [`NodeBuilder::max_pending_requests`](crate::NodeBuilder::max_pending_requests).
 #[derive(Debug)]
-struct ClientReply {
+pub(crate) struct ClientReply {
     callback_id: String,
     answered: Once,
+    socket: Socket,
+}
+
+impl ClientReply {
+    /// The reply handle of a new request on `socket`; `None` when `max_pending` requests of
+    /// that connection already wait for their reply.
+    pub(crate) fn begin(socket: &Socket, callback_id: String, max_pending: usize) -> Option<Self> {
+        socket.begin_request(max_pending).then(|| ClientReply {
+            callback_id,
+            answered: Once(AtomicBool::new(false)),
+            socket: socket.clone(),
+        })
+    }
+
+    /// Marks the request answered (it no longer counts as pending); fails if it already was.
+    fn answer(&self) -> Result<(), Error> {
+        self.answered.take()?;
+        self.socket.end_request();
+        Ok(())
+    }
+}
+
+impl Drop for ClientReply {
+    fn drop(&mut self) {
+        if !*self.answered.0.get_mut() {
+            self.socket.end_request();
+        }
+    }
 }
 
 /// An event sent by a client: `{"event": E, "payload": P, "callbackId"?: C}`.
@@ -48,18 +79,13 @@ impl ClientEvent {
         socket: Socket,
         event: Arc<str>,
         payload: Payload,
-        callback_id: Option<String>,
+        reply: Option<ClientReply>,
     ) -> Self {
         ClientEvent {
             socket,
             event,
             payload,
-            reply: callback_id.map(|callback_id| {
-                Arc::new(ClientReply {
-                    callback_id,
-                    answered: Once(AtomicBool::new(false)),
-                })
-            }),
+            reply: reply.map(Arc::new),
         }
     }
 
@@ -103,7 +129,7 @@ impl ClientEvent {
     /// [`Error::Closed`] / [`Error::SlowConsumer`] if it could not be queued.
     pub fn reply<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
         let reply = self.reply.as_ref().ok_or(Error::NoReplyExpected)?;
-        reply.answered.take()?;
+        reply.answer()?;
         self.socket
             .send_frame(encode_reply(&reply.callback_id, value)?)
     }

@@ -1,7 +1,7 @@
 //! Messages arriving from the broker: decoded, checked, and handed to local delivery,
 //! cross-server handlers, or the custom-channel handler.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 
 use crate::bridge::Route;
 use crate::broker::{BrokerMessage, Inbound};
@@ -9,9 +9,13 @@ use crate::envelope::{self, Body};
 use crate::events::{CrossEvent, CrossReplyTo};
 use crate::frame::Payload;
 use crate::listeners::{drive, drive_all};
-use crate::metrics::Metrics;
+use crate::metrics::{LogLimiter, Metrics};
 use crate::node::{CustomMessage, NodeInner};
 use crate::{Error, Node};
+
+/// Limits the "bad signature" warning to one line a second (for the whole process: a flood of
+/// forged envelopes reaches every node of it alike). The counter still counts each one.
+static BAD_SIGNATURE_LOG: LazyLock<LogLimiter> = LazyLock::new(LogLimiter::new);
 
 /// Drains the broker's inbound queue until the node is dropped.
 pub(crate) async fn run(node: Weak<NodeInner>, mut inbound: Inbound) {
@@ -40,14 +44,29 @@ impl Node {
             Metrics::add(&inner.metrics.unknown_channel_messages);
             return;
         }
-        if let Err(error) = self.handle_envelope(&message) {
-            Metrics::add(&inner.metrics.bad_envelopes);
-            tracing::warn!(channel = %message.channel, %error, "dropped an undecodable envelope");
+        match self.handle_envelope(&message) {
+            Ok(()) => {}
+            Err(error) if error.is_signature() => {
+                Metrics::add(&inner.metrics.bad_signatures);
+                if let Some(held_back) = BAD_SIGNATURE_LOG.allow() {
+                    tracing::warn!(
+                        channel = %message.channel,
+                        %error,
+                        held_back,
+                        "dropped an envelope for its cluster signature"
+                    );
+                }
+            }
+            Err(error) => {
+                Metrics::add(&inner.metrics.bad_envelopes);
+                tracing::warn!(channel = %message.channel, %error, "dropped an undecodable envelope");
+            }
         }
     }
 
     fn handle_envelope(&self, message: &BrokerMessage) -> Result<(), envelope::EnvelopeError> {
-        let body_bytes = envelope::open(&message.payload)?;
+        let key = self.inner().options.cluster_key.as_ref();
+        let body_bytes = envelope::open(&message.payload, key)?;
         let envelope = envelope::decode(&body_bytes)?;
         let me = self.server_name();
         if envelope.sender == me {

@@ -34,12 +34,18 @@ mod envelope;
 mod error;
 mod events;
 pub mod frame;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod inbound;
+mod limits;
 mod listeners;
 mod metrics;
 mod node;
 mod options;
 mod rooms;
+mod shutdown;
+mod signing;
 mod socket;
 mod transport;
 
@@ -55,14 +61,19 @@ pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
 };
 pub use frame::Payload;
+pub use limits::{
+    DEFAULT_AUTH_TIMEOUT, DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_MAX_HANDLERS_IN_FLIGHT,
+};
 pub use listeners::{Listen, ListenerId, Listeners, Off};
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{LogLimiter, Metrics, MetricsSnapshot};
 pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
 pub use options::{
     DuplicateBind, NodeBuilder, NodeOptions, DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX,
-    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_SERVER_PING_INTERVAL,
+    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_MAX_EVENT_NAME_LEN,
+    DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_ROOMS_PER_SOCKET, DEFAULT_SERVER_PING_INTERVAL,
     DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
 };
 pub use rooms::Match;
+pub use shutdown::ShutdownReport;
 pub use socket::Socket;
 pub use transport::{ParseOptions, RequestInfo, SendError, Transport};

@@ -213,13 +213,22 @@ impl<A: Clone + Send + 'static> Listeners<A> {
 /// events arrived (as in the JavaScript package), then spawned if it has to wait. A panicking
 /// handler is logged and contained.
 pub(crate) fn drive(mut future: BoxFuture) {
+    if !poll_once(&mut future) {
+        tokio::spawn(future);
+    }
+}
+
+/// Polls a handler future once, right here; `true` when it is done (or panicked: logged and
+/// contained), `false` when it has to wait.
+pub(crate) fn poll_once(future: &mut BoxFuture) -> bool {
     let mut cx = Context::from_waker(Waker::noop());
     match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
-        Ok(Poll::Ready(())) => {}
-        Ok(Poll::Pending) => {
-            tokio::spawn(future);
+        Ok(Poll::Ready(())) => true,
+        Ok(Poll::Pending) => false,
+        Err(_) => {
+            tracing::error!("an event handler panicked; the event was abandoned");
+            true
         }
-        Err(_) => tracing::error!("an event handler panicked; the event was abandoned"),
     }
 }
 

@@ -39,6 +39,9 @@ counters! {
     unhandled_events,
     /// Node envelopes that failed to decode; dropped.
     bad_envelopes,
+    /// Node envelopes refused for their cluster-secret signature: unsigned or wrongly signed
+    /// at a node with a secret, or signed at a node without one; dropped.
+    bad_signatures,
     /// Broker messages on channels this node has no use for; dropped.
     unknown_channel_messages,
     /// Broker publishes that failed (the caller got an `Err`).
@@ -53,11 +56,46 @@ counters! {
     background_closes,
     /// Cross-server replies that arrived after their callback completed, timed out or was cancelled.
     late_replies,
+    /// Connections closed with 4011 for staying unbound past the auth timeout.
+    auth_timeouts,
+    /// Connections closed with 1011 because their connection handlers outran their timeout.
+    connection_handler_timeouts,
+    /// Times a transport stopped reading from a connection for flow control (its outbound
+    /// queue above the high-water mark, or its handlers in flight at the limit).
+    read_pauses,
+    /// Connections closed with 1008 because their writes made no progress for the stall
+    /// timeout (a peer that stopped reading altogether).
+    stalled_closes,
+    /// Upgrades refused with 503 because the node had its maximum of connections.
+    limit_connections,
+    /// Client messages over the per-connection rate (throttled, dropped or closed, as
+    /// configured).
+    limit_rate,
+    /// Connections closed with 1001 by a shutdown.
+    shutdown_closes,
+    /// TCP connections closed because their upgrade request did not arrive in time.
+    upgrade_timeouts,
+    /// Room joins refused because the socket id was in `max_rooms_per_socket` rooms.
+    limit_rooms,
+    /// Client events dropped because their name was longer than `max_event_name_len` bytes.
+    limit_event_name,
+    /// Client requests dropped because their connection had `max_pending_requests` requests
+    /// waiting for a reply.
+    limit_pending_requests,
 }
 
 impl Metrics {
     pub(crate) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds one to `counter` (for transports, which count into [`Node::metrics`](crate::Node::metrics)).
+    pub fn add_to(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_n(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -65,17 +103,25 @@ impl Metrics {
 /// occurrences it held back, so a flood of the same failure (a broker outage under load) costs
 /// neither CPU nor log volume. The counters above still count every occurrence.
 #[derive(Debug)]
-pub(crate) struct LogLimiter {
+pub struct LogLimiter {
     start: std::time::Instant,
     /// Earliest time of the next log line, in µs after `start`.
     next_micros: AtomicU64,
     suppressed: AtomicU64,
 }
 
-impl LogLimiter {
-    pub(crate) const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter::new()
+    }
+}
 
-    pub(crate) fn new() -> Self {
+impl LogLimiter {
+    /// The shortest time between two lines let through.
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A limiter that lets the first occurrence through.
+    pub fn new() -> Self {
         LogLimiter {
             start: std::time::Instant::now(),
             next_micros: AtomicU64::new(0),
@@ -84,7 +130,7 @@ impl LogLimiter {
     }
 
     /// `Some(held back since the last line)` when this occurrence is to be logged.
-    pub(crate) fn allow(&self) -> Option<u64> {
+    pub fn allow(&self) -> Option<u64> {
         let now = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let next = self.next_micros.load(Ordering::Relaxed);
         let interval = Self::INTERVAL.as_micros() as u64;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -19,7 +19,8 @@ use crate::events::{
     SystemListeners,
 };
 use crate::frame::{self, Incoming, Payload};
-use crate::listeners::{drive_all, BoxFuture, Listen, ListenerId, Listeners, Off};
+use crate::limits::InFlight;
+use crate::listeners::{drive_all, poll_once, BoxFuture, Listen, ListenerId, Listeners, Off};
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
 use crate::rooms::{Match, Rooms, SocketId};
@@ -75,7 +76,11 @@ pub(crate) struct NodeInner {
     /// Limits the "publish failed" warning to one line a second.
     pub(crate) publish_failure_log: LogLimiter,
     next_conn: AtomicU64,
-    tasks: Mutex<Vec<AbortHandle>>,
+    pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+    /// Set once [`Node::shutdown`] started: new connections are refused.
+    pub(crate) shutting_down: AtomicBool,
+    /// Woken when the last connection leaves.
+    pub(crate) no_connections: tokio::sync::Notify,
 }
 
 /// Bindings and rooms, under one lock so they always agree.
@@ -145,6 +150,8 @@ impl NodeBuilder {
             publish_failure_log: LogLimiter::new(),
             next_conn: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
+            no_connections: tokio::sync::Notify::new(),
             options,
         });
         let node = Node { inner };
@@ -395,20 +402,71 @@ impl Node {
             .connections
             .write()
             .insert(conn_id, socket.clone());
+        if self.is_shutting_down() {
+            socket.close(close_codes::GOING_AWAY, "server shutting down");
+            return socket;
+        }
         if let Some(id) = socket_id {
             if let Err(error) = self.bind(&socket, id) {
                 tracing::debug!(conn = conn_id, %error, "pre-authenticated bind refused");
                 socket.close(close_codes::KICKED, "socket id already connected");
             }
         }
+        let limits = self.inner.options.connection;
+        let started = tokio::time::Instant::now();
+        let handlers_deadline = started + limits.handler_timeout;
         for handler in self.fire(system::Connection, socket.clone()) {
             // Each handler runs as a task of its own: a panic is contained (the connection
-            // goes on), and a handler outlives a transport that gives up on the connection.
-            if tokio::spawn(handler).await.is_err() {
-                tracing::error!(conn = conn_id, "a connection handler panicked");
+            // goes on), and a handler outlives a transport that gives up on the connection,
+            // up to the connection handler timeout.
+            let mut task = tokio::spawn(handler);
+            match tokio::time::timeout_at(handlers_deadline, &mut task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!(conn = conn_id, "a connection handler panicked"),
+                Err(_) => {
+                    task.abort();
+                    Metrics::add(&self.inner.metrics.connection_handler_timeouts);
+                    tracing::warn!(
+                        conn = conn_id,
+                        timeout = ?limits.handler_timeout,
+                        "a connection handler timed out; closing the connection"
+                    );
+                    socket.close(close_codes::SERVER_ERROR, "connection handler timed out");
+                    return socket;
+                }
+            }
+        }
+        if let Some(timeout) = limits.auth_timeout {
+            if socket.socket_id().is_none() {
+                self.close_if_unbound_at(&socket, started + timeout);
             }
         }
         socket
+    }
+
+    /// Closes `socket` with 4011 at `deadline` unless it is bound by then.
+    fn close_if_unbound_at(&self, socket: &Socket, deadline: tokio::time::Instant) {
+        let node = Arc::downgrade(&self.inner);
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            let Some(node) = node.upgrade() else { return };
+            let open = node.connections.read().contains_key(&socket.conn_id());
+            if open && socket.socket_id().is_none() {
+                Metrics::add(&node.metrics.auth_timeouts);
+                tracing::debug!(conn = socket.conn_id(), "closing a connection never bound");
+                socket.close(close_codes::AUTH_FAILED, "authentication timeout");
+            }
+        });
+    }
+
+    /// Whether the node can take another message from `socket` now. A transport asks before
+    /// reading and stops reading from the connection while it says no (its client event
+    /// handlers in flight are at
+    /// [`max_handlers_in_flight`](crate::NodeBuilder::max_handlers_in_flight)); it is told
+    /// with [`Transport::resume`] when that changes.
+    pub fn ready_for_input(&self, socket: &Socket) -> bool {
+        socket.handlers_in_flight() < self.inner.options.connection.handlers_in_flight
     }
 
     /// Handles one text message from a client: heartbeat, protocol events, application events.
@@ -449,6 +507,22 @@ impl Node {
         payload: &str,
         callback_id: Option<String>,
     ) {
+        use crate::options::ClientLimits;
+        let limits = self.inner.options.client_limits;
+        if event.len() > limits.event_name_len {
+            Metrics::add(&self.inner.metrics.limit_event_name);
+            if socket.limit_logged_once(ClientLimits::EVENT_NAME_LOGGED) {
+                tracing::warn!(
+                    conn = socket.conn_id(),
+                    socket_id = socket.socket_id().as_deref().unwrap_or(""),
+                    len = event.len(),
+                    limit = limits.event_name_len,
+                    "a client sent an event name longer than max_event_name_len; such events \
+                     are dropped (logged once per connection)"
+                );
+            }
+            return;
+        }
         if event == BACKGROUND_EVENT {
             let Ok(on) = serde_json::from_str::<bool>(payload) else {
                 Metrics::add(&self.inner.metrics.malformed_frames);
@@ -470,10 +544,41 @@ impl Node {
             Metrics::add(&self.inner.metrics.unhandled_events);
             return;
         }
+        let reply = match callback_id {
+            None => None,
+            Some(callback_id) => {
+                let reply =
+                    crate::events::ClientReply::begin(socket, callback_id, limits.pending_requests);
+                if reply.is_none() {
+                    Metrics::add(&self.inner.metrics.limit_pending_requests);
+                    if socket.limit_logged_once(ClientLimits::PENDING_REQUESTS_LOGGED) {
+                        tracing::warn!(
+                            conn = socket.conn_id(),
+                            socket_id = socket.socket_id().as_deref().unwrap_or(""),
+                            limit = limits.pending_requests,
+                            "a client reached max_pending_requests; its further requests are \
+                             dropped until earlier ones are answered (logged once per connection)"
+                        );
+                    }
+                    return;
+                }
+                reply
+            }
+        };
         let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
-        let ev = ClientEvent::new(socket.clone(), Arc::from(event), payload, callback_id);
+        let ev = ClientEvent::new(socket.clone(), Arc::from(event), payload, reply);
         let handlers = self.inner.client_listeners.start(event, ev);
-        drive_all(handlers);
+        let limit = self.inner.options.connection.handlers_in_flight;
+        for mut handler in handlers {
+            if !poll_once(&mut handler) {
+                // It has to wait: it runs on a task of its own and counts as in flight.
+                let in_flight = InFlight::start(socket, limit);
+                tokio::spawn(async move {
+                    handler.await;
+                    drop(in_flight);
+                });
+            }
+        }
     }
 
     /// Records a protocol pong from a client.
@@ -492,13 +597,32 @@ impl Node {
     }
 
     /// Removes a closed connection: its binding, its rooms, its timers. A transport calls this
-    /// exactly once per connection, after its last read. Then the [`system::Close`] handlers run.
+    /// exactly once per connection, after its last read. Then the [`system::Close`] handlers
+    /// run, without waiting for the broker to unsubscribe the namespaces this emptied (that
+    /// goes on in the background).
     pub async fn disconnect(&self, socket: &Socket, code: u16, reason: &str) {
         socket.stop_timers();
-        self.inner.connections.write().remove(&socket.conn_id());
+        let now_empty = {
+            let mut connections = self.inner.connections.write();
+            connections.remove(&socket.conn_id());
+            connections.is_empty()
+        };
         let socket_id = socket.socket_id();
-        if let Some(id) = &socket_id {
-            self.unbind_connection(id, socket).await;
+        let emptied = socket_id
+            .as_ref()
+            .and_then(|id| self.unbind_connection(id, socket))
+            .unwrap_or_default();
+        if !emptied.is_empty() && self.inner.subscriptions.is_some() {
+            // The Close handlers do not wait for the broker: the memberships are gone already,
+            // and the namespace channels follow. Their reconcile starts here, so a broker that
+            // answers at once is done before the handlers run; one that has to wait goes on in
+            // the background. (Unconstrained: an exhausted task budget is no reason to wait.)
+            let node = self.clone();
+            crate::listeners::drive(Box::pin(tokio::task::unconstrained(async move {
+                for namespace in emptied {
+                    node.log_reconcile(&namespace, node.reconcile_namespace(&namespace).await);
+                }
+            })));
         }
         let event = CloseEvent {
             socket: socket.clone(),
@@ -507,6 +631,9 @@ impl Node {
             reason: Arc::from(reason),
         };
         drive_all(self.fire(system::Close, event));
+        if now_empty {
+            self.inner.no_connections.notify_waiters();
+        }
     }
 
     /// Every open connection on this node, bound or not.
@@ -566,28 +693,29 @@ impl Node {
     /// open. Returns whether the id was bound.
     pub async fn unbind(&self, socket_id: &str) -> bool {
         let socket = self.inner.state.read().bound.get(socket_id).cloned();
-        match socket {
-            Some(socket) => self.unbind_connection(socket_id, &socket).await,
-            None => false,
-        }
-    }
-
-    async fn unbind_connection(&self, socket_id: &str, socket: &Socket) -> bool {
-        let emptied = {
-            let mut state = self.inner.state.write();
-            match state.bound.get(socket_id) {
-                Some(bound) if bound.same_connection(socket) => {
-                    state.bound.remove(socket_id);
-                    socket.clear_socket_id_if(socket_id);
-                    state.rooms.remove_socket(socket_id)
-                }
-                _ => return false,
-            }
+        let Some(emptied) = socket.and_then(|socket| self.unbind_connection(socket_id, &socket))
+        else {
+            return false;
         };
         for namespace in emptied {
             self.log_reconcile(&namespace, self.reconcile_namespace(&namespace).await);
         }
         true
+    }
+
+    /// Removes the binding of `socket_id` to `socket` and its room memberships, at once.
+    /// Returns the namespaces this emptied (their channels are the caller's to reconcile), or
+    /// `None` when the id was not bound to `socket`.
+    fn unbind_connection(&self, socket_id: &str, socket: &Socket) -> Option<Vec<String>> {
+        let mut state = self.inner.state.write();
+        match state.bound.get(socket_id) {
+            Some(bound) if bound.same_connection(socket) => {
+                state.bound.remove(socket_id);
+                socket.clear_socket_id_if(socket_id);
+                Some(state.rooms.remove_socket(socket_id))
+            }
+            _ => None,
+        }
     }
 
     /// The connection bound to `socket_id` on this node.
@@ -607,7 +735,9 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::NotBound`] if the id is not bound on this node; [`Error::InvalidName`] for an
-    /// empty or reserved namespace or an empty room; a broker error if the namespace channel
+    /// empty or reserved namespace or an empty room; [`Error::TooManyRooms`] if the id is
+    /// already in [`max_rooms_per_socket`](NodeBuilder::max_rooms_per_socket) rooms (and not
+    /// in this one); a broker error if the namespace channel
     /// could not be subscribed (the membership stands and local delivery works; the next join
     /// retries the subscription).
     pub async fn join_room(
@@ -626,6 +756,28 @@ impl Node {
                 return Err(Error::NotBound(socket_id.to_owned()));
             };
             let id = id.clone();
+            let limit = self.inner.options.client_limits.rooms_per_socket;
+            if state.rooms.rooms_of(&id) >= limit
+                && !state.rooms.is_joined(&id, namespace, Some(room))
+            {
+                let socket = state.bound.get(socket_id).cloned();
+                drop(state);
+                Metrics::add(&self.inner.metrics.limit_rooms);
+                let flag = crate::options::ClientLimits::ROOMS_LOGGED;
+                if let Some(socket) = socket.filter(|socket| socket.limit_logged_once(flag)) {
+                    tracing::warn!(
+                        conn = socket.conn_id(),
+                        socket_id,
+                        limit,
+                        "a socket id reached max_rooms_per_socket; its further joins are \
+                         refused (logged once per connection)"
+                    );
+                }
+                return Err(Error::TooManyRooms {
+                    socket_id: socket_id.to_owned(),
+                    limit,
+                });
+            }
             state.rooms.join(namespace, room, &id);
         }
         self.reconcile_namespace(namespace).await

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::channels::ChannelNames;
+use crate::limits::ConnectionLimits;
+use crate::signing::ClusterKey;
 use crate::{Broker, OptionsError};
 
 /// Default bridge prefix for cross-server channels.
@@ -19,6 +22,40 @@ pub const DEFAULT_BACKGROUND_CLOSE_TIME: Duration = Duration::from_secs(10);
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
 /// Server name used when the node runs without a broker.
 pub const STANDALONE_SERVER_NAME: &str = "standalone";
+/// Default most rooms one socket id may be in on a node.
+pub const DEFAULT_MAX_ROOMS_PER_SOCKET: usize = 1024;
+/// Default longest client event name accepted, in bytes.
+pub const DEFAULT_MAX_EVENT_NAME_LEN: usize = 128;
+/// Default most requests of one connection that may wait for their reply at once.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
+
+/// What one client may ask of the node: see [`NodeBuilder::max_rooms_per_socket`],
+/// [`NodeBuilder::max_event_name_len`] and [`NodeBuilder::max_pending_requests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientLimits {
+    pub(crate) rooms_per_socket: usize,
+    pub(crate) event_name_len: usize,
+    pub(crate) pending_requests: usize,
+}
+
+impl ClientLimits {
+    /// The flag of `max_rooms_per_socket` in `Socket::limit_logged_once`.
+    pub(crate) const ROOMS_LOGGED: u8 = 1;
+    /// The flag of `max_event_name_len` in `Socket::limit_logged_once`.
+    pub(crate) const EVENT_NAME_LOGGED: u8 = 1 << 1;
+    /// The flag of `max_pending_requests` in `Socket::limit_logged_once`.
+    pub(crate) const PENDING_REQUESTS_LOGGED: u8 = 1 << 2;
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            rooms_per_socket: DEFAULT_MAX_ROOMS_PER_SOCKET,
+            event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
+            pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+        }
+    }
+}
 
 /// What [`Node::bind`](crate::Node::bind) does when the socket id is already bound to
 /// another connection on this node.
@@ -48,6 +85,9 @@ pub struct NodeOptions {
     pub(crate) duplicate_bind: DuplicateBind,
     pub(crate) compression: bool,
     pub(crate) compression_threshold: usize,
+    pub(crate) cluster_key: Option<ClusterKey>,
+    pub(crate) connection: ConnectionLimits,
+    pub(crate) client_limits: ClientLimits,
 }
 
 impl NodeOptions {
@@ -62,6 +102,26 @@ impl NodeOptions {
     /// Interval between protocol pings, `None` when disabled.
     pub fn server_ping_interval(&self) -> Option<Duration> {
         self.server_ping_interval
+    }
+    /// Most client event handlers in flight per connection.
+    pub fn max_handlers_in_flight(&self) -> usize {
+        self.connection.handlers_in_flight
+    }
+    /// Time a connection may stay unbound, `None` when unlimited.
+    pub fn auth_timeout(&self) -> Option<Duration> {
+        self.connection.auth_timeout
+    }
+    /// Most rooms one socket id may be in on this node.
+    pub fn max_rooms_per_socket(&self) -> usize {
+        self.client_limits.rooms_per_socket
+    }
+    /// Longest client event name accepted, in bytes.
+    pub fn max_event_name_len(&self) -> usize {
+        self.client_limits.event_name_len
+    }
+    /// Most requests of one connection that may wait for their reply at once.
+    pub fn max_pending_requests(&self) -> usize {
+        self.client_limits.pending_requests
     }
 }
 
@@ -88,6 +148,9 @@ pub struct NodeBuilder {
     pub(crate) duplicate_bind: DuplicateBind,
     pub(crate) compression: bool,
     pub(crate) compression_threshold: usize,
+    pub(crate) cluster_secret: Option<Vec<u8>>,
+    pub(crate) connection: ConnectionLimits,
+    pub(crate) client_limits: ClientLimits,
     pub(crate) broker: Option<Arc<dyn Broker>>,
 }
 
@@ -115,6 +178,9 @@ impl Default for NodeBuilder {
             duplicate_bind: DuplicateBind::Replace,
             compression: true,
             compression_threshold: DEFAULT_COMPRESSION_THRESHOLD,
+            cluster_secret: None,
+            connection: ConnectionLimits::default(),
+            client_limits: ClientLimits::default(),
             broker: None,
         }
     }
@@ -201,7 +267,9 @@ impl NodeBuilder {
     }
 
     /// Application channels subscribed at start; their messages go to the custom-channel
-    /// handler.
+    /// handler. Names must not be empty nor start with the bridge or ws prefix (those are
+    /// crosswire's own channels): [`validate`](Self::validate) refuses them with
+    /// [`OptionsError::EmptyCustomChannel`] or [`OptionsError::ReservedCustomChannel`].
     ///
     /// Default: none.
     pub fn custom_channels<I, S>(mut self, channels: I) -> Self
@@ -228,6 +296,120 @@ impl NodeBuilder {
     pub fn compression(mut self, enabled: bool, threshold: usize) -> Self {
         self.compression = enabled;
         self.compression_threshold = threshold;
+        self
+    }
+
+    /// A secret shared by every node of the cluster: each node-to-node envelope then carries
+    /// an HMAC-SHA-256 tag keyed by it, and a node drops every envelope whose tag is missing
+    /// or wrong.
+    ///
+    /// **What it protects.** Without a secret, anyone who can publish on the broker's channels
+    /// (a Redis server, say) can push frames to every client, fill or destroy rooms, and run
+    /// cross-server handlers. With one, a node acts only on envelopes signed with the same
+    /// secret. The others are dropped before they are decompressed or decoded, counted in
+    /// [`MetricsSnapshot::bad_signatures`](crate::MetricsSnapshot::bad_signatures), and
+    /// reported by a warning (at most one line a second). A node without a secret drops and
+    /// counts signed envelopes too: nodes whose secrets differ, or of which one has none, do
+    /// not hear each other. Every node needs the same secret, and a version of crosswire that
+    /// knows signed envelopes.
+    ///
+    /// **What it does not protect.**
+    /// - Confidentiality: envelopes are signed, not encrypted; whoever can read the broker
+    ///   reads them (use TLS to the broker for the link, e.g. `rediss://`).
+    /// - Replay: an envelope captured from the broker can be published again, and is accepted
+    ///   again (it is the same push, event or reply a second time).
+    /// - Custom channels: [`Node::publish`](crate::Node::publish) sends raw application bytes
+    ///   without an envelope; they are neither signed nor checked.
+    /// - Any holder of the secret can sign as any node (the server name is not authenticated
+    ///   separately).
+    ///
+    /// **Cost.** 32 bytes more per envelope, and one HMAC-SHA-256 over the envelope as sent
+    /// (compressed when it is) on the sending node and on every node that receives it; the
+    /// key is prepared once, when the node is built. `BENCHMARKS.md` ("Cluster secret") has
+    /// the figures.
+    ///
+    /// The secret is never logged, and no `Debug` output shows it. An empty secret, or one
+    /// shorter than 16 bytes, makes [`validate`](Self::validate) and `build` fail with
+    /// [`OptionsError::ClusterSecretTooShort`]; use 32 random bytes.
+    ///
+    /// Default: none (envelopes are neither signed nor checked).
+    pub fn cluster_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.cluster_secret = Some(secret.into());
+        self
+    }
+
+    /// Most client event handlers of one connection that may be in flight (started and not
+    /// finished) at once. At the limit the transport stops reading from that connection until
+    /// one finishes, so a client flooding requests whose handlers wait slows down instead of
+    /// spawning without bound; nothing it sent is dropped. A handler counts only once it has
+    /// to wait: one that finishes in its first poll costs nothing. At least 1.
+    ///
+    /// Default: 64 ([`DEFAULT_MAX_HANDLERS_IN_FLIGHT`](crate::DEFAULT_MAX_HANDLERS_IN_FLIGHT)).
+    pub fn max_handlers_in_flight(mut self, handlers: usize) -> Self {
+        self.connection.handlers_in_flight = handlers.max(1);
+        self
+    }
+
+    /// How long a connection may stay without a bound socket id, from the moment it is
+    /// registered: then it is closed with 4011 ("authentication timeout") and counted in
+    /// [`MetricsSnapshot::auth_timeouts`](crate::MetricsSnapshot::auth_timeouts). Connections
+    /// bound before the upgrade (`Accept::socket_id`) are bound from the start. `None` lets
+    /// unbound connections stay (for applications whose clients never bind, such as
+    /// anonymous viewers of broadcasts).
+    ///
+    /// Default: 10 s ([`DEFAULT_AUTH_TIMEOUT`](crate::DEFAULT_AUTH_TIMEOUT)).
+    pub fn auth_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connection.auth_timeout = timeout;
+        self
+    }
+
+    /// How long the [`system::Connection`](crate::system::Connection) handlers of one
+    /// connection may run. Past it they are aborted, the connection is closed with 1011
+    /// ("connection handler timed out") and counted in
+    /// [`MetricsSnapshot::connection_handler_timeouts`](crate::MetricsSnapshot::connection_handler_timeouts);
+    /// no message of that connection is read before its handlers are done.
+    ///
+    /// Default: 10 s ([`DEFAULT_CONNECTION_HANDLER_TIMEOUT`](crate::DEFAULT_CONNECTION_HANDLER_TIMEOUT)).
+    pub fn connection_handler_timeout(mut self, timeout: Duration) -> Self {
+        self.connection.handler_timeout = timeout;
+        self
+    }
+
+    /// Most rooms one socket id may be in on this node, over all namespaces. A
+    /// [`join_room`](crate::Node::join_room) that would go past it fails with
+    /// [`Error::TooManyRooms`](crate::Error::TooManyRooms) and is counted in
+    /// [`MetricsSnapshot::limit_rooms`](crate::MetricsSnapshot::limit_rooms) (joining a room
+    /// the id is already in always works); a warning is logged once per connection. At least 1.
+    ///
+    /// Default: 1024 ([`DEFAULT_MAX_ROOMS_PER_SOCKET`]).
+    pub fn max_rooms_per_socket(mut self, rooms: usize) -> Self {
+        self.client_limits.rooms_per_socket = rooms;
+        self
+    }
+
+    /// Longest client event name accepted, in bytes. A client frame whose event name is
+    /// longer is dropped without running any handler (no reply either) and counted in
+    /// [`MetricsSnapshot::limit_event_name`](crate::MetricsSnapshot::limit_event_name); a
+    /// warning is logged once per connection, which stays open. At least 1.
+    ///
+    /// Default: 128 bytes ([`DEFAULT_MAX_EVENT_NAME_LEN`]).
+    pub fn max_event_name_len(mut self, bytes: usize) -> Self {
+        self.client_limits.event_name_len = bytes;
+        self
+    }
+
+    /// Most requests (events with a `callbackId`) of one connection that may wait for their
+    /// reply at once: a request waits from the moment its handlers start until it is answered
+    /// or every handle on it ([`ClientEvent`](crate::ClientEvent) clones) is dropped. A request
+    /// past the limit is dropped without running any handler (the client's callback times out)
+    /// and counted in
+    /// [`MetricsSnapshot::limit_pending_requests`](crate::MetricsSnapshot::limit_pending_requests);
+    /// a warning is logged once per connection, which stays open. Plain events are not
+    /// limited. At least 1.
+    ///
+    /// Default: 256 ([`DEFAULT_MAX_PENDING_REQUESTS`]).
+    pub fn max_pending_requests(mut self, requests: usize) -> Self {
+        self.client_limits.pending_requests = requests;
         self
     }
 
@@ -265,12 +447,46 @@ impl NodeBuilder {
         {
             return Err(OptionsError::InvalidNamespace(ns.clone()));
         }
+        let names = ChannelNames::new(b, w);
+        for channel in &self.custom_channels {
+            if channel.is_empty() {
+                return Err(OptionsError::EmptyCustomChannel);
+            }
+            if let Some(prefix) = names.reserved_prefix(channel) {
+                return Err(OptionsError::ReservedCustomChannel {
+                    channel: channel.clone(),
+                    prefix: prefix.to_owned(),
+                });
+            }
+        }
         if self.server_ping_interval == Some(Duration::ZERO) {
             return Err(OptionsError::ZeroDuration("server_ping_interval"));
         }
         if self.background_close_time.is_zero() {
             return Err(OptionsError::ZeroDuration("background_close_time"));
         }
+        if self.connection.auth_timeout == Some(Duration::ZERO) {
+            return Err(OptionsError::ZeroDuration("auth_timeout"));
+        }
+        if self.connection.handler_timeout.is_zero() {
+            return Err(OptionsError::ZeroDuration("connection_handler_timeout"));
+        }
+        let limits = &self.client_limits;
+        for (name, value) in [
+            ("max_rooms_per_socket", limits.rooms_per_socket),
+            ("max_event_name_len", limits.event_name_len),
+            ("max_pending_requests", limits.pending_requests),
+        ] {
+            if value == 0 {
+                return Err(OptionsError::ZeroLimit(name));
+            }
+        }
+        let cluster_key = match &self.cluster_secret {
+            Some(secret) => {
+                Some(ClusterKey::new(secret).ok_or(OptionsError::ClusterSecretTooShort)?)
+            }
+            None => None,
+        };
         Ok(NodeOptions {
             server_name,
             bridge_prefix: b.clone(),
@@ -284,6 +500,9 @@ impl NodeBuilder {
             duplicate_bind: self.duplicate_bind,
             compression: self.compression,
             compression_threshold: self.compression_threshold,
+            cluster_key,
+            connection: self.connection,
+            client_limits: self.client_limits,
         })
     }
 }
@@ -340,5 +559,122 @@ mod tests {
                 .unwrap_err(),
             OptionsError::ZeroDuration("background_close_time")
         );
+    }
+
+    #[test]
+    fn cluster_secret_is_off_by_default_at_least_16_bytes_and_hidden() {
+        assert!(Node::builder().validate().unwrap().cluster_key.is_none());
+        for short in [&b""[..], b"fifteen bytes!!"] {
+            assert_eq!(
+                Node::builder()
+                    .cluster_secret(short)
+                    .validate()
+                    .unwrap_err(),
+                OptionsError::ClusterSecretTooShort
+            );
+        }
+        let builder = Node::builder().cluster_secret("sixteen bytes!!!");
+        let options = builder.validate().unwrap();
+        assert!(options.cluster_key.is_some());
+        for shown in [format!("{builder:?}"), format!("{options:?}")] {
+            assert!(!shown.contains("sixteen"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn custom_channels_must_not_be_empty_or_reserved() {
+        let refused = |builder: NodeBuilder| builder.validate().unwrap_err();
+        assert_eq!(
+            refused(Node::builder().custom_channels(["app", "ws:chat"])),
+            OptionsError::ReservedCustomChannel {
+                channel: "ws:chat".into(),
+                prefix: "ws:".into()
+            }
+        );
+        assert_eq!(
+            refused(Node::builder().custom_channels(["csbp:server_bridge"])),
+            OptionsError::ReservedCustomChannel {
+                channel: "csbp:server_bridge".into(),
+                prefix: "csbp:".into()
+            }
+        );
+        // The node's own prefixes count, not the defaults.
+        assert_eq!(
+            refused(
+                Node::builder()
+                    .ws_prefix("client/")
+                    .custom_channels(["client/chat"])
+            ),
+            OptionsError::ReservedCustomChannel {
+                channel: "client/chat".into(),
+                prefix: "client/".into()
+            }
+        );
+        assert_eq!(
+            refused(Node::builder().custom_channels(["app", ""])),
+            OptionsError::EmptyCustomChannel
+        );
+        let message = refused(Node::builder().custom_channels(["ws:chat"])).to_string();
+        assert!(
+            message.contains("ws:chat") && message.contains("`ws:`"),
+            "{message}"
+        );
+        let ok = Node::builder()
+            .ws_prefix("client/")
+            .custom_channels(["ws:chat", "app-events"])
+            .validate()
+            .unwrap();
+        assert_eq!(ok.custom_channels, ["ws:chat", "app-events"]);
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_must_be_at_least_one() {
+        let o = Node::builder().validate().unwrap();
+        assert_eq!(
+            (
+                o.max_rooms_per_socket(),
+                o.max_event_name_len(),
+                o.max_pending_requests()
+            ),
+            (1024, 128, 256)
+        );
+        let o = Node::builder()
+            .max_rooms_per_socket(1)
+            .max_event_name_len(2)
+            .max_pending_requests(3)
+            .validate()
+            .unwrap();
+        assert_eq!(
+            (
+                o.max_rooms_per_socket(),
+                o.max_event_name_len(),
+                o.max_pending_requests()
+            ),
+            (1, 2, 3)
+        );
+        let refused = |builder: NodeBuilder| builder.validate().unwrap_err();
+        assert_eq!(
+            refused(Node::builder().max_rooms_per_socket(0)),
+            OptionsError::ZeroLimit("max_rooms_per_socket")
+        );
+        assert_eq!(
+            refused(Node::builder().max_event_name_len(0)),
+            OptionsError::ZeroLimit("max_event_name_len")
+        );
+        assert_eq!(
+            refused(Node::builder().max_pending_requests(0)),
+            OptionsError::ZeroLimit("max_pending_requests")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_with_a_reserved_custom_channel_is_not_built() {
+        let built = Node::builder().custom_channels(["ws:chat"]).build().await;
+        assert!(matches!(
+            built,
+            Err(crate::Error::Options(
+                OptionsError::ReservedCustomChannel { .. }
+            ))
+        ));
     }
 }

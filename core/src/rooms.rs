@@ -188,6 +188,13 @@ impl Rooms {
         room.is_none_or(|room| rooms.contains(room))
     }
 
+    /// Number of rooms `id` is in, over all namespaces.
+    pub(crate) fn rooms_of(&self, id: &str) -> usize {
+        self.by_socket
+            .get(id)
+            .map_or(0, |joined| joined.values().map(HashSet::len).sum())
+    }
+
     /// Room ids of the namespaces matched by `namespace`.
     pub(crate) fn room_ids(&self, namespace: &str, matching: Match) -> Vec<String> {
         self.namespaces
@@ -284,6 +291,22 @@ mod tests {
         assert!(rooms.is_joined("b", "chat", Some("2")));
         assert!(rooms.remove_room("chat", "2").1);
         assert!(rooms.is_empty());
+    }
+
+    #[test]
+    fn rooms_of_counts_rooms_over_namespaces() {
+        let mut rooms = Rooms::default();
+        assert_eq!(rooms.rooms_of("a"), 0);
+        rooms.join("chat", "1", &id("a"));
+        rooms.join("chat", "1", &id("a"));
+        rooms.join("chat", "2", &id("a"));
+        rooms.join("game", "1", &id("a"));
+        rooms.join("game", "1", &id("b"));
+        assert_eq!(rooms.rooms_of("a"), 3);
+        rooms.leave("chat", "1", "a");
+        assert_eq!(rooms.rooms_of("a"), 2);
+        rooms.remove_room("game", "1");
+        assert_eq!((rooms.rooms_of("a"), rooms.rooms_of("b")), (1, 0));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! [`Socket`]: one client connection on this node, as the application holds it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,13 @@ struct SocketInner {
     transport: Box<dyn Transport>,
     socket_id: Mutex<Option<Arc<str>>>,
     alive: AtomicBool,
+    /// Client event handlers of this connection still running (see `limits`).
+    in_flight: AtomicU32,
     background: Mutex<Option<AbortHandle>>,
+    /// Limits already logged for this connection (`ClientLimits::*_LOGGED` flags).
+    limits_logged: AtomicU8,
+    /// Requests of this connection waiting for their reply (see `ClientReply`).
+    pending_requests: AtomicUsize,
 }
 
 impl Socket {
@@ -41,7 +47,10 @@ impl Socket {
                 transport,
                 socket_id: Mutex::new(None),
                 alive: AtomicBool::new(true),
+                in_flight: AtomicU32::new(0),
                 background: Mutex::new(None),
+                limits_logged: AtomicU8::new(0),
+                pending_requests: AtomicUsize::new(0),
             }),
         }
     }
@@ -94,6 +103,15 @@ impl Socket {
             SendError::SlowConsumer => Error::SlowConsumer,
             _ => Error::Closed,
         })
+    }
+
+    /// Client event handlers of this connection that are still running.
+    pub fn handlers_in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::Acquire) as usize
+    }
+
+    pub(crate) fn in_flight(&self) -> &AtomicU32 {
+        &self.inner.in_flight
     }
 
     pub(crate) fn transport(&self) -> &dyn Transport {
@@ -153,6 +171,29 @@ impl Socket {
     /// Whether two handles are the same connection.
     pub fn same_connection(&self, other: &Socket) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// `true` the first time it is called with flag `which` (one bit) on this connection,
+    /// `false` ever after: a limit hit is logged once per connection.
+    pub(crate) fn limit_logged_once(&self, which: u8) -> bool {
+        self.inner.limits_logged.fetch_or(which, Ordering::Relaxed) & which == 0
+    }
+
+    /// Counts one more request waiting for its reply, unless `max` already are; returns
+    /// whether it was counted. Each counted request is ended once with
+    /// [`end_request`](Self::end_request).
+    pub(crate) fn begin_request(&self, max: usize) -> bool {
+        self.inner
+            .pending_requests
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Ends a request counted by [`begin_request`](Self::begin_request).
+    pub(crate) fn end_request(&self) {
+        self.inner.pending_requests.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

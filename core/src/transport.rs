@@ -45,6 +45,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Drops the connection at once, without a closing handshake.
     fn terminate(&self);
+
+    /// The node can take input from this connection again, after
+    /// [`Node::ready_for_input`](crate::Node::ready_for_input) said it could not: a transport
+    /// that stopped reading from it reads again. Called from whatever task finished the work
+    /// that was holding it back; must return at once.
+    fn resume(&self) {}
 }
 
 /// What the application learns about a connection's opening request.

@@ -5,7 +5,9 @@ pub mod client;
 pub mod conformance;
 #[cfg(feature = "client")]
 pub mod connector;
+pub mod node_js;
 pub mod observed;
+pub mod raw;
 #[cfg(feature = "redis")]
 pub mod redis;
 

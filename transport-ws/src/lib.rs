@@ -1,4 +1,12 @@
-//! The WebSocket transport of crosswire, on fastwebsockets and hyper.
+//! The WebSocket transport of crosswire.
+//!
+//! What is whose: the HTTP/1.1 upgrade is served by hyper, and fastwebsockets checks the
+//! upgrade request, computes `Sec-WebSocket-Accept` and unmasks payloads. Reading and writing
+//! frames after the upgrade is crosswire's own code (`connection/reader.rs`, `writer.rs`): it
+//! is what keeps an idle connection at about 2 KB (no buffer held while idle, one task per
+//! connection). Its evidence: `tests/rfc6455.rs` walks the Autobahn testsuite's case groups
+//! 1–7 and 9 with a raw client, and `fuzz/` fuzzes the reader alone and against
+//! fastwebsockets' reader.
 //!
 //! Three ways to accept connections for a [`Node`](crosswire_core::Node):
 //! - [`WsServer::bind`]: crosswire listens on its own port;
@@ -21,12 +29,16 @@
 pub mod client;
 mod config;
 mod connection;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod server;
 mod upgrade;
 
 pub use config::{
-    WsConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_BYTES,
-    DEFAULT_OUTBOUND_QUEUE,
+    OverRate, RateLimit, WsConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HIGH_WATER,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_OUTBOUND_BYTES,
+    DEFAULT_OUTBOUND_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_STALL_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
 };
-pub use server::WsServer;
+pub use server::{WsServer, DEFAULT_SHUTDOWN_DEADLINE};
 pub use upgrade::{unauthorized, Accept, WsAcceptor};

@@ -5,14 +5,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crosswire_core::{close_codes, system, Node};
+use crosswire_core::{system, Metrics, Node, ShutdownReport};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 
 use crate::{Accept, WsAcceptor, WsConfig};
+
+/// Default deadline of [`WsServer::shutdown`].
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A WebSocket server listening on a port for one node. Every request path is accepted (the
 /// path is in [`RequestInfo`](crosswire_core::RequestInfo)); plain HTTP requests get 426.
@@ -64,19 +67,23 @@ impl WsServer {
         self.local_addr
     }
 
-    /// Stops accepting, closes every connection of the node with 1001 ("going away"), waits up
-    /// to 5 s for them to end, then raises [`system::ServerClose`].
-    pub async fn shutdown(self) {
+    /// [`shutdown_within`](Self::shutdown_within) the default deadline, 5 s
+    /// ([`DEFAULT_SHUTDOWN_DEADLINE`]).
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.shutdown_within(DEFAULT_SHUTDOWN_DEADLINE).await
+    }
+
+    /// Stops accepting, then shuts the node down gracefully ([`Node::shutdown`]): every
+    /// connection is closed with 1001 after what is queued for it, connections whose upgrade
+    /// completes meanwhile are closed at once, pending cross-server collections fail, the
+    /// broker channels are unsubscribed. Returns when done or at `deadline`, then raises
+    /// [`system::ServerClose`].
+    pub async fn shutdown_within(self, deadline: Duration) -> ShutdownReport {
         self.stop.notify_one();
         let _ = self.accept_task.await;
-        for socket in self.node.connections() {
-            socket.close(close_codes::GOING_AWAY, "server shutting down");
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.node.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let report = self.node.shutdown(deadline).await;
         self.node.emit_system(system::ServerClose, ());
+        report
     }
 }
 
@@ -100,15 +107,22 @@ async fn accept_loop(listener: TcpListener, acceptor: WsAcceptor, stop: Arc<Noti
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let node = acceptor.node().clone();
+            let upgrade_timeout = acceptor.config().upgrade_timeout;
             let service = service_fn(move |request| {
                 let response = acceptor.accept_with(request, Accept::new().remote_addr(peer));
                 async move { Ok::<_, std::convert::Infallible>(response) }
             });
             let served = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(upgrade_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades()
                 .await;
             if let Err(error) = served {
+                if error.is_timeout() {
+                    Metrics::add_to(&node.metrics().upgrade_timeouts);
+                }
                 tracing::debug!(%peer, %error, "HTTP connection ended with an error");
             }
         });

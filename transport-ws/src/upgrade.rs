@@ -3,9 +3,10 @@
 //! the request itself (the recommended way: a failed check answers 401 and no WebSocket exists).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use crosswire_core::{Node, RequestInfo};
+use crosswire_core::{LogLimiter, Metrics, Node, RequestInfo};
 use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
 use http_body_util::Empty;
 use hyper::{Request, Response, StatusCode};
@@ -13,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
-use crate::connection;
+use crate::connection::{self, FlowSettings};
 use crate::WsConfig;
 
 /// Accepts WebSocket upgrades for one node. Cheap to clone; use one per HTTP service.
@@ -34,6 +35,9 @@ use crate::WsConfig;
 pub struct WsAcceptor {
     node: Node,
     config: WsConfig,
+    flow: Arc<FlowSettings>,
+    /// Limits the "maximum of connections" warning to one line a second.
+    full_log: Arc<LogLimiter>,
 }
 
 /// Per-connection choices of [`WsAcceptor::accept_with`].
@@ -66,7 +70,18 @@ impl Accept {
 impl WsAcceptor {
     /// An acceptor for `node` with `config`.
     pub fn new(node: Node, config: WsConfig) -> Self {
-        WsAcceptor { node, config }
+        let flow = Arc::new(FlowSettings::new(&config));
+        WsAcceptor {
+            node,
+            config,
+            flow,
+            full_log: Arc::new(LogLimiter::new()),
+        }
+    }
+
+    /// The transport settings.
+    pub fn config(&self) -> &WsConfig {
+        &self.config
     }
 
     /// The node connections are given to.
@@ -74,9 +89,10 @@ impl WsAcceptor {
         &self.node
     }
 
-    /// Upgrades `request`, answering 426 to a request that is not a WebSocket upgrade and
-    /// 400 to a malformed one. Send the returned response; the connection starts once it is
-    /// out.
+    /// Upgrades `request`, answering 426 to a request that is not a WebSocket upgrade, 400 to
+    /// a malformed one, and 503 when the node is shutting down or has
+    /// [`max_connections`](WsConfig::max_connections). Send the returned response; the
+    /// connection starts once it is out.
     pub fn accept<B>(&self, request: Request<B>) -> Response<Empty<Bytes>> {
         self.accept_with(request, Accept::new())
     }
@@ -90,6 +106,22 @@ impl WsAcceptor {
         if !is_upgrade_request(&request) {
             return status(StatusCode::UPGRADE_REQUIRED);
         }
+        if self.node.is_shutting_down() {
+            return status(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if let Some(max) = self.config.max_connections {
+            if self.node.connection_count() >= max {
+                Metrics::add_to(&self.node.metrics().limit_connections);
+                if let Some(held_back) = self.full_log.allow() {
+                    tracing::warn!(
+                        max,
+                        held_back,
+                        "refused an upgrade: the node has its maximum of connections"
+                    );
+                }
+                return status(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
         let (response, upgrade_future) = match upgrade(&mut request) {
             Ok(upgraded) => upgraded,
             Err(error) => {
@@ -100,7 +132,9 @@ impl WsAcceptor {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let info = RequestInfo::parse(target, self.config.parse, accept.remote_addr);
         let node = self.node.clone();
-        let config = self.config.clone();
+        let config = (self.config.outbound_queue, self.config.outbound_bytes);
+        let send_buffer = self.config.send_buffer;
+        let flow = self.flow.clone();
         tokio::spawn(async move {
             let websocket = match upgrade_future.await {
                 Ok(websocket) => websocket,
@@ -116,15 +150,15 @@ impl WsAcceptor {
             match upgraded.downcast::<TokioIo<TcpStream>>() {
                 Ok(parts) => {
                     let io = parts.io.into_inner();
-                    if let Some(bytes) = config.send_buffer {
+                    if let Some(bytes) = send_buffer {
                         set_send_buffer(&io, bytes);
                     }
                     let early = &parts.read_buf;
-                    connection::spawn(node, info, accept.socket_id, io, early, &config);
+                    connection::spawn(node, info, accept.socket_id, io, early, &flow, config);
                 }
                 Err(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    connection::spawn(node, info, accept.socket_id, io, &[], &config);
+                    connection::spawn(node, info, accept.socket_id, io, &[], &flow, config);
                 }
             }
         });

@@ -2,6 +2,9 @@
 //!
 //! A message from a client goes [`reader`] → `Node::handle_text`; a push to it goes
 //! `Node` → [`outbox`] (queued by any task) → [`writer`] (written by this connection's task).
+//! [`flow`] decides when reading pauses (backpressure, handlers in flight, rate limit) and when
+//! a connection that makes no progress is dropped; [`drain`] discards what a peer still sends
+//! after this side closed, so that the peer reads the close frame.
 //!
 //! The task holds no read or write buffer while the connection is idle: reads land on the
 //! stack of the poll that makes them, writes go out as vectored writes of the queued frames'
@@ -9,25 +12,29 @@
 //! while they still run, they finish anyway and the disconnect is reported after them, so the
 //! node never keeps a dead connection.
 
+mod drain;
+mod flow;
 mod outbox;
-mod reader;
+pub(crate) mod reader;
 mod writer;
 
 use std::future::{poll_fn, Future};
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use crosswire_core::close_codes;
-use crosswire_core::{Node, RequestInfo, Socket};
+use crosswire_core::{Metrics, Node, RequestInfo, Socket};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
-use tokio::time::Sleep;
+use tokio::time::Instant;
 
-use crate::WsConfig;
+use crate::OverRate;
+pub(crate) use flow::FlowSettings;
+use flow::{Bucket, RateVerdict, Timer};
 use outbox::{Outbox, Taken, WsTransport, ABNORMAL};
 use reader::{FrameReader, Message, ReadEnd};
 use writer::{FrameWriter, Written};
@@ -43,11 +50,12 @@ pub(crate) fn spawn<IO>(
     bind_as: Option<String>,
     io: IO,
     early_bytes: &[u8],
-    config: &WsConfig,
+    settings: &Arc<FlowSettings>,
+    outbound: (usize, usize),
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let outbox = Arc::new(Outbox::new(config.outbound_queue, config.outbound_bytes));
+    let outbox = Arc::new(Outbox::new(outbound.0, outbound.1));
     let transport = Box::new(WsTransport {
         outbox: outbox.clone(),
     });
@@ -70,19 +78,38 @@ pub(crate) fn spawn<IO>(
         outbox,
         registration: Some(registration),
         guard: None,
-        reader: FrameReader::new(config.max_message_size, early_bytes),
+        reader: FrameReader::new(settings.max_message, early_bytes),
         writer: FrameWriter::default(),
-        close_timeout: config.close_timeout,
+        bucket: settings.rate.as_ref().map(Bucket::full),
+        settings: settings.clone(),
+        reading: Reading::Open,
+        paused: false,
+        rate_logged: false,
+        last_progress: Instant::now(),
+        stall: Timer::default(),
+        wait: Timer::default(),
         closing: None,
-        reading: true,
+        close_timer: Timer::default(),
     };
     tokio::spawn(async move {
         poll_fn(|cx| connection.poll_run(cx)).await;
         // Report the disconnect before the (possibly slow) shutdown.
         drop(connection.guard.take());
-        let close_timeout = connection.close_timeout;
+        let close_timeout = connection.settings.close_timeout;
         let _ = tokio::time::timeout(close_timeout, connection.io.shutdown()).await;
     });
+}
+
+/// Where reading is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Frames are read and handled.
+    Open,
+    /// This side closed (or the peer broke the protocol): what the peer still sends is
+    /// discarded until its close frame.
+    Draining,
+    /// The peer's close frame arrived, or the stream ended.
+    Over,
 }
 
 /// The state of one connection's task.
@@ -95,11 +122,32 @@ struct Connection<IO> {
     guard: Option<DisconnectGuard>,
     reader: FrameReader,
     writer: FrameWriter,
-    close_timeout: Duration,
-    /// Runs once our close frame is written: the peer has this long to answer it.
-    closing: Option<Pin<Box<Sleep>>>,
-    /// Whether frames are still read (until the peer's close frame or an error).
-    reading: bool,
+    settings: Arc<FlowSettings>,
+    /// The message rate limit's tokens, when there is a limit.
+    bucket: Option<Bucket>,
+    reading: Reading,
+    /// Reading paused until the pending output drains to the low-water mark.
+    paused: bool,
+    /// Whether the rate limit was logged for this connection already.
+    rate_logged: bool,
+    /// When the writer last made progress (or started on a batch).
+    last_progress: Instant,
+    /// Wakes the task when the writer may have stalled.
+    stall: Timer,
+    /// Wakes the task when the rate limit lets the next message through.
+    wait: Timer,
+    /// Our close frame is out: the peer has until then to answer it.
+    closing: Option<Instant>,
+    /// Wakes the task at `closing`.
+    close_timer: Timer,
+}
+
+/// What happened to the connection in one step.
+enum Step {
+    /// Go on.
+    Continue,
+    /// The connection is over.
+    Done,
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
@@ -115,84 +163,243 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 Poll::Pending => {}
             }
         }
-        if self.reading && self.guard.is_some() && self.poll_read(cx).is_ready() {
-            self.reading = false;
-            // Reading is over: report the disconnect now; queued frames still go out.
-            self.guard = None;
+        // Writing first: what it frees may let reading go on.
+        if let Step::Done = self.poll_write(cx) {
+            return Poll::Ready(());
         }
-        loop {
-            if self.writer.is_idle() {
-                match self.outbox.poll_take(cx) {
-                    Poll::Ready(Taken::Batch(batch)) => self.writer.start(batch),
-                    Poll::Ready(Taken::Killed) => return Poll::Ready(()),
-                    Poll::Pending => break,
-                }
+        while self.reading == Reading::Open && self.guard.is_some() {
+            if !self.outbox.is_open() {
+                // This side is closing (the application, a policy): the peer's messages are
+                // no longer handled, only read until its close frame.
+                self.start_draining();
+                break;
             }
-            match self.writer.poll_write(&mut self.io, cx) {
-                Poll::Ready(Ok(Written::Frames)) => {}
-                Poll::Ready(Ok(Written::Close)) => {
-                    if !self.reading {
-                        return Poll::Ready(()); // our close frame answered the peer's
-                    }
-                    let timer = tokio::time::sleep(self.close_timeout);
-                    self.closing = Some(Box::pin(timer));
-                    break;
-                }
-                Poll::Ready(Err(_)) => {
-                    self.outbox.kill(ABNORMAL, "");
-                    return Poll::Ready(());
-                }
-                Poll::Pending => break,
+            // After a pause, look again: `may_read` arms what wakes the task, or reading goes
+            // on at once.
+            if !self.may_read(cx) || !self.poll_read(cx) {
+                break;
             }
+        }
+        if self.reading == Reading::Draining && self.reader.poll_drain(&mut self.io, cx).is_ready()
+        {
+            self.reading = Reading::Over;
         }
         if self.outbox.poll_killed(cx) {
             return Poll::Ready(());
         }
-        if let Some(timer) = self.closing.as_mut() {
+        if let Some(deadline) = self.closing {
             // Our close frame is out: wait for the peer's, or give up.
-            if !self.reading || timer.as_mut().poll(cx).is_ready() {
+            if self.reading == Reading::Over || self.close_timer.poll_deadline(deadline, cx) {
                 return Poll::Ready(());
             }
         }
         Poll::Pending
     }
 
-    /// Reads and handles what the peer sent; `Ready` once reading is over.
-    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Writes what is queued; drops a connection whose writes stalled.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
+        loop {
+            if self.writer.is_idle() {
+                match self.outbox.poll_take(cx) {
+                    Poll::Ready(Taken::Batch(batch)) => {
+                        self.writer.start(batch);
+                        self.last_progress = Instant::now();
+                    }
+                    Poll::Ready(Taken::Killed) => return Step::Done,
+                    Poll::Pending => break,
+                }
+            }
+            let out_before = self.writer.bytes_out();
+            let written = self.writer.poll_write(&mut self.io, cx);
+            if self.writer.bytes_out() != out_before {
+                self.last_progress = Instant::now();
+            }
+            match written {
+                Poll::Ready(Ok(Written::Frames)) => {}
+                Poll::Ready(Ok(Written::Close)) => {
+                    if self.reading == Reading::Over {
+                        return Step::Done; // our close frame answered the peer's
+                    }
+                    self.closing = Some(Instant::now() + self.settings.close_timeout);
+                    break;
+                }
+                Poll::Ready(Err(_)) => {
+                    self.outbox.kill(ABNORMAL, "");
+                    return Step::Done;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if self.writer.is_idle() {
+            self.stall.clear();
+        } else if self
+            .stall
+            .poll_deadline(self.last_progress + self.settings.stall_timeout, cx)
+        {
+            if let Some(guard) = &self.guard {
+                Metrics::add_to(&guard.node.metrics().stalled_closes);
+            }
+            tracing::warn!(
+                timeout = ?self.settings.stall_timeout,
+                "dropped a connection whose writes made no progress (stalled peer)"
+            );
+            self.outbox.kill(close_codes::POLICY, "stalled");
+            return Step::Done;
+        }
+        Step::Continue
+    }
+
+    /// Text frames and bytes waiting to be written: queued, and in the batch being written.
+    fn pending_output(&self) -> (usize, usize) {
+        let (queued_frames, queued_bytes) = self.outbox.queued();
+        let (writing_frames, writing_bytes) = self.writer.pending();
+        (queued_frames + writing_frames, queued_bytes + writing_bytes)
+    }
+
+    /// Whether reading may go on now (see [`flow`]); if not, the task is woken when it may.
+    fn may_read(&mut self, cx: &mut Context<'_>) -> bool {
+        let pending = self.pending_output();
+        if self.paused {
+            if !self.settings.at_or_below_low(pending) {
+                return false; // the writer wakes the task as it drains
+            }
+            self.paused = false;
+        } else if self.settings.above_high(pending) {
+            self.pause_for_output();
+            return false;
+        }
+        if let Some(guard) = &self.guard {
+            if !guard.node.ready_for_input(&guard.socket) {
+                // Registered before looking again, so a `resume` in between is not lost.
+                self.outbox.register(cx);
+                if !guard.node.ready_for_input(&guard.socket) {
+                    return false;
+                }
+            }
+        }
+        if let (Some(bucket), Some(limit)) = (self.bucket.as_mut(), self.settings.rate.as_ref()) {
+            match bucket.next_token_at(limit) {
+                Some(at) if limit.over == OverRate::Throttle => {
+                    if !self.wait.poll_deadline(at, cx) {
+                        return false;
+                    }
+                }
+                _ => self.wait.clear(),
+            }
+        }
+        true
+    }
+
+    fn pause_for_output(&mut self) {
+        self.paused = true;
+        if let Some(guard) = &self.guard {
+            Metrics::add_to(&guard.node.metrics().read_pauses);
+        }
+    }
+
+    /// This side closed: stop handling the peer's messages, report the disconnect, and read
+    /// on only to find the peer's close frame.
+    fn start_draining(&mut self) {
+        self.reader.stop_and_drain();
+        self.reading = Reading::Draining;
+        self.guard = None;
+    }
+
+    /// Reads and handles what the peer sent, until it has nothing more, a pause, or the end;
+    /// returns whether it paused (the caller looks again at whether it may read).
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(guard) = self.guard.as_ref() else {
-            return Poll::Pending;
+            return false;
         };
         let (node, socket, outbox) = (&guard.node, &guard.socket, &self.outbox);
-        let mut on_message = |message: Message<'_>| match message {
-            Message::Text(text) => node.handle_text(socket, text),
-            Message::Binary => {
-                node.metrics().binary_frames.fetch_add(1, Ordering::Relaxed);
+        let (settings, writer) = (&*self.settings, &self.writer);
+        let (bucket, rate_logged) = (&mut self.bucket, &mut self.rate_logged);
+        let mut paused_for_output = false;
+        let mut paused = false;
+        let mut handle = |message: Message<'_>| {
+            let verdict = match (&message, bucket.as_mut(), settings.rate.as_ref()) {
+                (Message::Text(_) | Message::Binary, Some(bucket), Some(limit)) => {
+                    bucket.take(limit)
+                }
+                _ => RateVerdict::Pass,
+            };
+            if verdict != RateVerdict::Pass {
+                Metrics::add_to(&node.metrics().limit_rate);
+                if !std::mem::replace(rate_logged, true) {
+                    tracing::warn!(
+                        conn = socket.conn_id(),
+                        socket_id = socket.socket_id().as_deref(),
+                        action = ?verdict,
+                        "a client went over its message rate limit"
+                    );
+                }
             }
-            Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
-            Message::Pong => node.handle_pong(socket),
-            Message::Close(code, reason) => {
-                // Records the peer's close and echoes it (RFC 6455 5.5.1), unless ours went
-                // first.
-                outbox.close(code, reason);
+            match verdict {
+                RateVerdict::Drop => return ControlFlow::Continue(()),
+                RateVerdict::Close => {
+                    outbox.close(close_codes::POLICY, "rate limit exceeded");
+                    return ControlFlow::Break(());
+                }
+                RateVerdict::Pass | RateVerdict::PassThenWait => {}
             }
+            match message {
+                Message::Text(text) => node.handle_text(socket, text),
+                Message::Binary => {
+                    node.metrics().binary_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
+                Message::Pong => node.handle_pong(socket),
+                Message::Close(code, reason) => {
+                    // Records the peer's close and echoes it (RFC 6455 5.5.1), unless ours
+                    // went first.
+                    outbox.close(code, reason);
+                }
+            }
+            // Read on only while the connection may take more (see `flow`).
+            let (open, queued_frames, queued_bytes) = outbox.status();
+            let (writing_frames, writing_bytes) = writer.pending();
+            let pending = (queued_frames + writing_frames, queued_bytes + writing_bytes);
+            if !open {
+                return ControlFlow::Break(()); // this side is closing
+            }
+            if settings.above_high(pending) {
+                paused_for_output = true; // counted by `pause_for_output`
+                return ControlFlow::Break(());
+            }
+            if verdict == RateVerdict::PassThenWait || !node.ready_for_input(socket) {
+                Metrics::add_to(&node.metrics().read_pauses);
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
         };
-        let end = match self.reader.poll_read(&mut self.io, cx, &mut on_message) {
-            Poll::Ready(end) => end,
-            Poll::Pending => return Poll::Pending,
+        let mut on_message = |message: Message<'_>| {
+            let flow = handle(message);
+            paused |= flow.is_break();
+            flow
         };
+        let polled = self.reader.poll_read(&mut self.io, cx, &mut on_message);
+        if paused_for_output {
+            self.pause_for_output();
+        }
+        let Poll::Ready(end) = polled else {
+            return paused;
+        };
+        let Some(guard) = self.guard.as_ref() else {
+            return false;
+        };
+        let (node, socket) = (&guard.node, &guard.socket);
         match end {
-            ReadEnd::Closed => {}
+            ReadEnd::Closed => self.reading = Reading::Over,
             ReadEnd::Gone(error) => {
                 if let Some(error) = error {
                     tracing::debug!(conn = socket.conn_id(), %error, "connection read failed");
                 }
-                outbox.kill(ABNORMAL, "");
+                self.outbox.kill(ABNORMAL, "");
+                self.reading = Reading::Over;
             }
             ReadEnd::Violation(code, reason) => {
                 if code == close_codes::TOO_BIG {
-                    node.metrics()
-                        .oversized_frames
-                        .fetch_add(1, Ordering::Relaxed);
+                    Metrics::add_to(&node.metrics().oversized_frames);
                 }
                 tracing::debug!(
                     conn = socket.conn_id(),
@@ -201,10 +408,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     "closing a connection that broke the protocol"
                 );
                 node.handle_error(socket, reason);
-                outbox.close(code, reason);
+                self.outbox.close(code, reason);
+                // The reader discards what the peer still sends, until its close frame.
+                self.reading = Reading::Draining;
             }
         }
-        Poll::Ready(())
+        // Reading is over: report the disconnect now; queued frames still go out.
+        self.guard = None;
+        false
     }
 }
 

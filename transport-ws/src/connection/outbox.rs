@@ -194,6 +194,37 @@ impl Outbox {
         Poll::Ready(Taken::Batch(std::mem::take(&mut state.queued)))
     }
 
+    /// Text frames and their payload bytes queued now.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        let state = self.state.lock();
+        (state.queued.texts.len(), state.queued_bytes)
+    }
+
+    /// Whether frames are still accepted, and the text frames and bytes queued now.
+    pub(crate) fn status(&self) -> (bool, usize, usize) {
+        let state = self.state.lock();
+        (
+            state.phase == Phase::Open,
+            state.queued.texts.len(),
+            state.queued_bytes,
+        )
+    }
+
+    /// Registers the task's waker, to be woken by [`wake`](Self::wake) or anything queued.
+    pub(crate) fn register(&self, cx: &mut Context<'_>) {
+        register(&mut self.state.lock(), cx);
+    }
+
+    /// Whether frames are still accepted (no close started, not killed).
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.lock().phase == Phase::Open
+    }
+
+    /// Wakes the connection's task, to look again at whether it may read.
+    pub(crate) fn wake(&self) {
+        wake(self.state.lock());
+    }
+
     /// Whether the connection was killed; if not, the task is woken when it is (or when
     /// anything is queued).
     pub(crate) fn poll_killed(&self, cx: &mut Context<'_>) -> bool {
@@ -245,10 +276,19 @@ impl Transport for WsTransport {
     fn terminate(&self) {
         self.outbox.kill(ABNORMAL, "terminated");
     }
+
+    fn resume(&self) {
+        self.outbox.wake();
+    }
 }
 
-/// A close frame's payload: the code, then the reason cut to fit.
+/// A close frame's payload: the code, then the reason cut to fit. Codes that must never be
+/// sent (1005 "no status", 1006 "abnormal", 1015 "TLS"; RFC 6455 7.4.1) give an empty payload:
+/// echoing a close frame that had no code.
 pub(crate) fn close_payload(code: u16, reason: &str) -> Bytes {
+    if matches!(code, 1005 | 1006 | 1015) {
+        return Bytes::new();
+    }
     let reason = truncate_reason(reason);
     let mut payload = Vec::with_capacity(2 + reason.len());
     payload.extend_from_slice(&code.to_be_bytes());

@@ -7,16 +7,19 @@
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use fastwebsockets::CloseCode;
 use tokio::io::{AsyncRead, ReadBuf};
 
+use super::drain::Drain;
+
 /// Size of the stack buffer one read lands in.
 const STACK_READ: usize = 8 * 1024;
 /// Longest frame header of a client frame: 2 + 8 (length) + 4 (mask).
-const MAX_HEAD: usize = 14;
+pub(crate) const MAX_HEAD: usize = 14;
 
 const PROTOCOL_ERROR: u16 = 1002;
 const INVALID_DATA: u16 = 1007;
@@ -56,20 +59,31 @@ pub(crate) struct FrameReader {
     partial: Vec<u8>,
     /// A fragmented text message being assembled.
     fragments: Option<Vec<u8>>,
-    /// A fragmented binary message being skipped.
-    skipping_binary: bool,
+    /// A fragmented binary message being skipped: its bytes so far (for the size limit).
+    skipping_binary: Option<usize>,
     /// Whether `partial` holds bytes not decoded yet.
     undecoded: bool,
+    /// Once reading ended on a protocol violation: what the peer still sends is discarded.
+    drain: Option<Box<Drain>>,
+}
+
+/// Why decoding stopped before the end of the bytes at hand.
+#[derive(Debug)]
+enum Stop {
+    /// Reading is over.
+    End(ReadEnd),
+    /// The message handler asked to pause: the rest waits, undecoded.
+    Pause,
 }
 
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy)]
-struct Head {
+pub(super) struct Head {
     fin: bool,
-    opcode: u8,
+    pub(super) opcode: u8,
     mask: [u8; 4],
-    head_len: usize,
-    payload_len: usize,
+    pub(super) head_len: usize,
+    pub(super) payload_len: usize,
 }
 
 impl FrameReader {
@@ -80,27 +94,39 @@ impl FrameReader {
             max_message,
             partial: early_bytes.to_vec(),
             fragments: None,
-            skipping_binary: false,
+            skipping_binary: None,
             undecoded: !early_bytes.is_empty(),
+            drain: None,
         }
     }
 
     /// Reads what `io` has and hands each complete message to `on_message`, until `io` has
     /// nothing more (`Pending`) or reading ends.
+    ///
+    /// `on_message` returns [`ControlFlow::Break`] to pause: decoding stops after that message
+    /// and `Pending` is returned without reading further (the rest of what was read waits,
+    /// undecoded, for the next call), so the caller must arrange its own wake-up.
+    ///
+    /// After a [`ReadEnd::Violation`], [`poll_drain`](Self::poll_drain) discards what the peer
+    /// still sends.
     pub(crate) fn poll_read<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
         cx: &mut Context<'_>,
-        on_message: &mut impl FnMut(Message<'_>),
+        on_message: &mut impl FnMut(Message<'_>) -> ControlFlow<()>,
     ) -> Poll<ReadEnd> {
         if std::mem::take(&mut self.undecoded) {
-            if let Some(end) = self.decode_partial(on_message) {
-                self.partial = Vec::new();
-                return Poll::Ready(end);
+            match self.decode_partial(on_message) {
+                Some(Stop::End(end)) => return Poll::Ready(self.end(end)),
+                Some(Stop::Pause) => {
+                    self.undecoded = !self.partial.is_empty();
+                    return Poll::Pending;
+                }
+                None => {}
             }
         }
         loop {
-            let end = if self.partial.capacity() - self.partial.len() >= STACK_READ {
+            let stop = if self.partial.capacity() - self.partial.len() >= STACK_READ {
                 // The rest of a large frame: read straight into its buffer.
                 match read_into_spare(io, cx, &mut self.partial) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(ReadEnd::Gone(None)),
@@ -122,34 +148,97 @@ impl FrameReader {
                     Poll::Pending => return Poll::Pending,
                 };
                 if self.partial.is_empty() {
-                    let (consumed, end) = self.decode(data, on_message);
-                    if end.is_none() {
+                    let (consumed, stop) = self.decode(data, on_message);
+                    if !matches!(stop, Some(Stop::End(_))) {
                         self.keep_tail(&data[consumed..]);
                     }
-                    end
+                    stop
                 } else {
                     self.partial.extend_from_slice(data);
                     self.decode_partial(on_message)
                 }
             };
-            if let Some(end) = end {
-                self.partial = Vec::new();
-                return Poll::Ready(end);
+            match stop {
+                Some(Stop::End(end)) => return Poll::Ready(self.end(end)),
+                Some(Stop::Pause) => {
+                    self.undecoded = !self.partial.is_empty();
+                    return Poll::Pending;
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Frees the buffers once reading is over.
+    fn end(&mut self, end: ReadEnd) -> ReadEnd {
+        self.partial = Vec::new();
+        self.fragments = None;
+        end
+    }
+
+    /// Stops decoding: whatever the peer sends from now on (and what was read but not
+    /// decoded yet) is discarded by [`poll_drain`](Self::poll_drain) until its close frame.
+    /// For a close this side started while the peer was sending.
+    pub(crate) fn stop_and_drain(&mut self) {
+        let partial = std::mem::take(&mut self.partial);
+        self.start_drain(&partial);
+        self.undecoded = false;
+        self.fragments = None;
+    }
+
+    fn start_drain(&mut self, rest: &[u8]) {
+        let mut drain = Box::new(Drain::default());
+        drain.feed(rest);
+        self.drain = Some(drain);
+    }
+
+    /// Reads and throws away what the peer sends after reading ended on a violation, until
+    /// its close frame or the end of the stream (`Ready`), so that closing the socket then
+    /// does not reset a connection whose peer was still sending, and the peer reads our close
+    /// frame (RFC 6455 7.1.1). Nothing is kept but a frame header's bytes. The caller bounds
+    /// the time it takes.
+    pub(crate) fn poll_drain<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let Some(drain) = self.drain.as_mut() else {
+            return Poll::Ready(());
+        };
+        loop {
+            if drain.is_done() {
+                self.drain = None;
+                return Poll::Ready(());
+            }
+            let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+            let mut read_buf = ReadBuf::uninit(&mut stack);
+            match Pin::new(&mut *io).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) if !read_buf.filled().is_empty() => {
+                    drain.feed(read_buf.filled());
+                }
+                Poll::Ready(_) => {
+                    self.drain = None;
+                    return Poll::Ready(());
+                }
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
 
     /// Decodes the frames completed in `partial` and keeps the rest.
-    fn decode_partial(&mut self, on_message: &mut impl FnMut(Message<'_>)) -> Option<ReadEnd> {
+    fn decode_partial(
+        &mut self,
+        on_message: &mut impl FnMut(Message<'_>) -> ControlFlow<()>,
+    ) -> Option<Stop> {
         let mut partial = std::mem::take(&mut self.partial);
-        let (consumed, end) = self.decode(&mut partial, on_message);
-        if consumed == partial.len() || end.is_some() {
-            return end; // `partial` is freed
+        let (consumed, stop) = self.decode(&mut partial, on_message);
+        if consumed == partial.len() || matches!(stop, Some(Stop::End(_))) {
+            return stop; // `partial` is freed
         }
         partial.drain(..consumed);
         self.partial = partial;
         self.reserve_for_frame();
-        end
+        stop
     }
 
     /// Keeps the start of an incomplete frame.
@@ -177,39 +266,59 @@ impl FrameReader {
     }
 
     /// Handles every complete frame at the start of `data`; returns how many bytes they took
-    /// and why reading ends, if it does.
+    /// and why decoding stopped before the end, if it did. On a violation, what follows is
+    /// handed to the drain.
     fn decode(
         &mut self,
         data: &mut [u8],
-        on_message: &mut impl FnMut(Message<'_>),
-    ) -> (usize, Option<ReadEnd>) {
+        on_message: &mut impl FnMut(Message<'_>) -> ControlFlow<()>,
+    ) -> (usize, Option<Stop>) {
         let mut at = 0;
+        let pause = std::cell::Cell::new(false);
+        let mut handle = |message: Message<'_>| {
+            if on_message(message).is_break() {
+                pause.set(true);
+            }
+        };
         loop {
-            let head = match parse_head(&data[at..]) {
-                Ok(Some(head)) => head,
+            let violation = match parse_head(&data[at..]) {
                 Ok(None) => return (at, None),
-                Err(end) => return (at, Some(end)),
+                Err(end) => end,
+                Ok(Some(head)) => match self.check_size(&head) {
+                    Err(end) => end,
+                    Ok(()) => {
+                        let total = head.head_len + head.payload_len;
+                        if data.len() - at < total {
+                            return (at, None);
+                        }
+                        let payload = &mut data[at + head.head_len..at + total];
+                        fastwebsockets::unmask(payload, head.mask);
+                        at += total;
+                        match self.on_frame(&head, payload, &mut handle) {
+                            Some(end) => end,
+                            None if pause.get() => return (at, Some(Stop::Pause)),
+                            None => continue,
+                        }
+                    }
+                },
             };
-            if let Err(end) = self.check_size(&head) {
-                return (at, Some(end));
+            if matches!(violation, ReadEnd::Violation(..)) {
+                self.start_drain(&data[at..]);
             }
-            let total = head.head_len + head.payload_len;
-            if data.len() - at < total {
-                return (at, None);
-            }
-            let payload = &mut data[at + head.head_len..at + total];
-            fastwebsockets::unmask(payload, head.mask);
-            at += total;
-            if let Some(end) = self.on_frame(&head, payload, on_message) {
-                return (at, Some(end));
-            }
+            return (at, Some(Stop::End(violation)));
         }
     }
 
     /// Refuses a frame whose message would exceed the limit, before its payload arrives.
+    /// Control frames are not messages: `parse_head` holds them to 125 bytes, whatever the
+    /// limit.
     fn check_size(&self, head: &Head) -> Result<(), ReadEnd> {
-        let assembled = match (head.opcode, &self.fragments) {
-            (0x0, Some(fragments)) => fragments.len(),
+        if head.opcode >= 0x8 {
+            return Ok(());
+        }
+        let assembled = match (head.opcode, &self.fragments, self.skipping_binary) {
+            (0x0, Some(fragments), _) => fragments.len(),
+            (0x0, None, Some(skipped)) => skipped,
             _ => 0,
         };
         if head.payload_len.saturating_add(assembled) > self.max_message {
@@ -224,7 +333,7 @@ impl FrameReader {
         payload: &[u8],
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Option<ReadEnd> {
-        let in_message = self.fragments.is_some() || self.skipping_binary;
+        let in_message = self.fragments.is_some() || self.skipping_binary.is_some();
         match head.opcode {
             0x1 | 0x2 if in_message => {
                 return Some(ReadEnd::Violation(
@@ -238,21 +347,36 @@ impl FrameReader {
                 }
                 on_message(Message::Text(payload));
             }
-            0x1 => self.fragments = Some(payload.to_vec()),
+            0x1 => {
+                // Fail fast (RFC 6455 8.1): no later fragment can repair invalid UTF-8; only
+                // a code point left unfinished at the end may go on in the next one.
+                if std::str::from_utf8(payload).is_err_and(|e| e.error_len().is_some()) {
+                    return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
+                }
+                self.fragments = Some(payload.to_vec());
+            }
             0x2 => {
-                self.skipping_binary = !head.fin;
+                self.skipping_binary = (!head.fin).then_some(payload.len());
                 on_message(Message::Binary);
             }
             0x0 => {
-                if self.skipping_binary {
-                    self.skipping_binary = !head.fin;
+                if let Some(skipped) = self.skipping_binary {
+                    self.skipping_binary = (!head.fin).then_some(skipped + payload.len());
                 } else if let Some(fragments) = self.fragments.as_mut() {
+                    // What came before is valid up to a code point it may have left unfinished
+                    // (at most its last 3 bytes): check from there on, failing fast.
+                    let unfinished = fragments.len().saturating_sub(3);
+                    let from = (unfinished..fragments.len())
+                        .find(|&i| fragments[i] & 0xC0 != 0x80)
+                        .unwrap_or(fragments.len());
                     fragments.extend_from_slice(payload);
-                    if head.fin {
-                        let message = self.fragments.take().unwrap_or_default();
-                        if std::str::from_utf8(&message).is_err() {
+                    if let Err(e) = std::str::from_utf8(&fragments[from..]) {
+                        if head.fin || e.error_len().is_some() {
                             return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
                         }
+                    }
+                    if head.fin {
+                        let message = self.fragments.take().unwrap_or_default();
                         on_message(Message::Text(&message));
                     }
                 } else {
@@ -420,7 +544,8 @@ mod tests {
                 Message::Ping(p) => Seen::Ping(p.to_vec()),
                 Message::Pong => Seen::Pong,
                 Message::Close(c, r) => Seen::Close(c, r.to_owned()),
-            })
+            });
+            ControlFlow::Continue(())
         };
         let (mut client, mut server) = tokio::io::duplex(1 << 22);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -587,13 +712,15 @@ mod tests {
             use tokio::io::AsyncWriteExt;
             client.write_all(head).await.unwrap();
             let end = std::future::poll_fn(|cx| {
-                Poll::Ready(match reader.poll_read(&mut server, cx, &mut |_| {}) {
-                    Poll::Ready(ReadEnd::Violation(code, reason)) => {
-                        Some(format!("{code} {reason}"))
-                    }
-                    Poll::Ready(other) => Some(format!("{other:?}")),
-                    Poll::Pending => None,
-                })
+                Poll::Ready(
+                    match reader.poll_read(&mut server, cx, &mut |_| ControlFlow::Continue(())) {
+                        Poll::Ready(ReadEnd::Violation(code, reason)) => {
+                            Some(format!("{code} {reason}"))
+                        }
+                        Poll::Ready(other) => Some(format!("{other:?}")),
+                        Poll::Pending => None,
+                    },
+                )
             })
             .await;
             (end, reader.partial.capacity())
@@ -659,7 +786,7 @@ mod tests {
     #[test]
     fn no_buffer_is_held_between_frames() {
         let mut reader = FrameReader::new(1 << 20, &[]);
-        let mut noop = |_: Message<'_>| {};
+        let mut noop = |_: Message<'_>| ControlFlow::Continue(());
         let mut input = frame(true, 1, &[b'a'; 100_000]);
         let (consumed, end) = reader.decode(&mut input[..50_000], &mut noop);
         assert_eq!((consumed, end.is_none()), (0, true));

@@ -24,6 +24,10 @@ pub(crate) struct FrameWriter {
     batch: Batch,
     /// Bytes of the first frame of `batch` already written.
     written: usize,
+    /// Payload bytes of the text frames of `batch` not fully written yet.
+    text_bytes: usize,
+    /// Bytes written since the connection started.
+    bytes_out: u64,
 }
 
 /// What a finished batch held.
@@ -44,8 +48,19 @@ impl FrameWriter {
     /// Hands over a batch; the writer must be idle.
     pub(crate) fn start(&mut self, batch: Batch) {
         debug_assert!(self.is_idle());
+        self.text_bytes = batch.texts.iter().map(|t| t.len()).sum();
         self.batch = batch;
         self.written = 0;
+    }
+
+    /// Bytes written since the connection started (it grows with every write that progressed).
+    pub(crate) fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
+    /// Text frames and payload bytes of the batch not fully written yet.
+    pub(crate) fn pending(&self) -> (usize, usize) {
+        (self.batch.texts.len(), self.text_bytes)
     }
 
     /// Writes until the batch is out (`Ready(Ok(_))`, the batch's memory freed) or `io` is not
@@ -128,6 +143,7 @@ impl FrameWriter {
 
     /// Drops the first frames as `n` more bytes went out.
     fn advance(&mut self, mut n: usize) {
+        self.bytes_out += n as u64;
         while n > 0 {
             let Some((opcode, payload)) = self.frames().next() else {
                 return;
@@ -144,7 +160,10 @@ impl FrameWriter {
             match opcode {
                 PONG if batch.pong.is_some() => batch.pong = None,
                 PING if batch.ping => batch.ping = false,
-                TEXT => drop(batch.texts.pop_front()),
+                TEXT => {
+                    let len = batch.texts.pop_front().map_or(0, |t| t.len());
+                    self.text_bytes -= len;
+                }
                 _ => batch.close = None,
             }
         }

@@ -1,0 +1,260 @@
+//! Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`; not a stable API).
+//!
+//! The client frame parser and the node envelope codec are crate-private; these wrappers give
+//! the fuzzers owned, comparable views of what they produce.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+
+use crate::envelope::{self, Body, Compression, Envelope};
+use crate::frame::{self, FrameError, Incoming};
+use crate::signing::ClusterKey;
+
+/// Largest envelope body accepted after decompression.
+pub const MAX_DECOMPRESSED: usize = envelope::MAX_DECOMPRESSED;
+
+/// The cluster secret the fuzzers sign and check envelopes with.
+pub const FUZZ_SECRET: &[u8; 16] = b"fuzzing-secret-0";
+
+/// A client frame as [`parse_client_frame`] parsed it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFrame<'a> {
+    /// The whole text is the heartbeat string.
+    Heartbeat,
+    /// An application event.
+    Event {
+        /// The event name.
+        event: Cow<'a, str>,
+        /// The payload's raw JSON text (`null` when absent).
+        payload: &'a str,
+        /// The callback id, when the frame carried a usable one.
+        callback_id: Option<String>,
+    },
+}
+
+/// Parses `text` as a frame a client sent, with `heartbeat` as the heartbeat string.
+///
+/// # Errors
+/// The [`FrameError`] the node would drop the frame for.
+pub fn parse_client_frame<'a>(
+    text: &'a str,
+    heartbeat: &str,
+) -> Result<ClientFrame<'a>, FrameError> {
+    Ok(match frame::parse(text, heartbeat)? {
+        Incoming::Heartbeat => ClientFrame::Heartbeat,
+        Incoming::Event {
+            event,
+            payload,
+            callback_id,
+        } => ClientFrame::Event {
+            event,
+            payload,
+            callback_id,
+        },
+    })
+}
+
+/// An envelope with owned parts: what the fuzzers build and compare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvelopeSpec {
+    /// The sending node's name.
+    pub sender: String,
+    /// What the envelope says.
+    pub body: BodySpec,
+}
+
+/// The body of an [`EnvelopeSpec`]; one variant per kind of node-to-node message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodySpec {
+    /// A client push for every bound socket.
+    Broadcast {
+        /// The encoded client frame.
+        frame: Vec<u8>,
+    },
+    /// A client push for the listed socket ids.
+    Sockets {
+        /// The socket ids.
+        ids: Vec<String>,
+        /// The encoded client frame.
+        frame: Vec<u8>,
+    },
+    /// A client push for the members of a room.
+    Room {
+        /// The room's namespace.
+        namespace: String,
+        /// The room.
+        room: String,
+        /// Socket ids left out.
+        exclude: Vec<String>,
+        /// Whether the room is destroyed after the push.
+        destroy: bool,
+        /// The encoded client frame.
+        frame: Vec<u8>,
+    },
+    /// A cross-server event.
+    CrossEvent {
+        /// The event name.
+        event: String,
+        /// The target nodes (empty: every node).
+        targets: Vec<String>,
+        /// Whether the sender skips itself.
+        except_self: bool,
+        /// The callback id when the sender collects replies.
+        callback: Option<u64>,
+        /// The event's JSON payload.
+        payload: Vec<u8>,
+    },
+    /// A reply to a cross-server event.
+    CrossReply {
+        /// The node that asked.
+        target: String,
+        /// The callback id it asked with.
+        callback: u64,
+        /// The reply's JSON payload.
+        payload: Vec<u8>,
+    },
+}
+
+/// How [`encode_envelope`] writes an envelope.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeOptions {
+    /// Whether bodies larger than `threshold` are zstd-compressed.
+    pub compress: bool,
+    /// Body size above which compression applies.
+    pub threshold: usize,
+    /// Whether the envelope is signed with [`FUZZ_SECRET`].
+    pub sign: bool,
+}
+
+fn borrowed(list: &[String]) -> Vec<&str> {
+    list.iter().map(String::as_str).collect()
+}
+
+fn fuzz_key(sign: bool) -> Option<ClusterKey> {
+    sign.then(|| ClusterKey::new(FUZZ_SECRET)).flatten()
+}
+
+/// Encodes `spec` as a node would publish it.
+///
+/// # Errors
+/// The encoder's error, as text.
+pub fn encode_envelope(spec: &EnvelopeSpec, options: EncodeOptions) -> Result<Vec<u8>, String> {
+    let body = match &spec.body {
+        BodySpec::Broadcast { frame } => Body::Broadcast { frame },
+        BodySpec::Sockets { ids: list, frame } => Body::Sockets {
+            ids: borrowed(list),
+            frame,
+        },
+        BodySpec::Room {
+            namespace,
+            room,
+            exclude,
+            destroy,
+            frame,
+        } => Body::Room {
+            namespace,
+            room,
+            exclude: borrowed(exclude),
+            destroy: *destroy,
+            frame,
+        },
+        BodySpec::CrossEvent {
+            event,
+            targets,
+            except_self,
+            callback,
+            payload,
+        } => Body::CrossEvent {
+            event,
+            targets: borrowed(targets),
+            except_self: *except_self,
+            callback: *callback,
+            payload,
+        },
+        BodySpec::CrossReply {
+            target,
+            callback,
+            payload,
+        } => Body::CrossReply {
+            target,
+            callback: *callback,
+            payload,
+        },
+    };
+    let envelope = Envelope {
+        sender: &spec.sender,
+        body,
+    };
+    let compression = Compression {
+        enabled: options.compress,
+        threshold: options.threshold,
+    };
+    envelope::encode(&envelope, compression, fuzz_key(options.sign).as_ref())
+        .map(|bytes| bytes.to_vec())
+        .map_err(|e| e.to_string())
+}
+
+/// Opens and decodes `raw` as a receiving node does (checking the signature with
+/// [`FUZZ_SECRET`] when `keyed`).
+///
+/// # Errors
+/// Why the node would drop the envelope, as text.
+pub fn decode_envelope(raw: &[u8], keyed: bool) -> Result<EnvelopeSpec, String> {
+    let raw = Bytes::copy_from_slice(raw);
+    let body = envelope::open(&raw, fuzz_key(keyed).as_ref()).map_err(|e| e.to_string())?;
+    let decoded = envelope::decode(&body).map_err(|e| e.to_string())?;
+    Ok(to_spec(&decoded))
+}
+
+fn to_spec(envelope: &Envelope<'_>) -> EnvelopeSpec {
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let body = match &envelope.body {
+        Body::Broadcast { frame } => BodySpec::Broadcast {
+            frame: frame.to_vec(),
+        },
+        Body::Sockets { ids, frame } => BodySpec::Sockets {
+            ids: owned(ids),
+            frame: frame.to_vec(),
+        },
+        Body::Room {
+            namespace,
+            room,
+            exclude,
+            destroy,
+            frame,
+        } => BodySpec::Room {
+            namespace: (*namespace).to_owned(),
+            room: (*room).to_owned(),
+            exclude: owned(exclude),
+            destroy: *destroy,
+            frame: frame.to_vec(),
+        },
+        Body::CrossEvent {
+            event,
+            targets,
+            except_self,
+            callback,
+            payload,
+        } => BodySpec::CrossEvent {
+            event: (*event).to_owned(),
+            targets: owned(targets),
+            except_self: *except_self,
+            callback: *callback,
+            payload: payload.to_vec(),
+        },
+        Body::CrossReply {
+            target,
+            callback,
+            payload,
+        } => BodySpec::CrossReply {
+            target: (*target).to_owned(),
+            callback: *callback,
+            payload: payload.to_vec(),
+        },
+    };
+    EnvelopeSpec {
+        sender: envelope.sender.to_owned(),
+        body,
+    }
+}
