@@ -147,16 +147,7 @@ impl FrameReader {
                     Poll::Ready(Err(e)) => return Poll::Ready(ReadEnd::Gone(Some(e))),
                     Poll::Pending => return Poll::Pending,
                 };
-                if self.partial.is_empty() {
-                    let (consumed, stop) = self.decode(data, on_message);
-                    if !matches!(stop, Some(Stop::End(_))) {
-                        self.keep_tail(&data[consumed..]);
-                    }
-                    stop
-                } else {
-                    self.partial.extend_from_slice(data);
-                    self.decode_partial(on_message)
-                }
+                self.decode_read(data, on_message)
             };
             match stop {
                 Some(Stop::End(end)) => return Poll::Ready(self.end(end)),
@@ -167,6 +158,66 @@ impl FrameReader {
                 None => {}
             }
         }
+    }
+
+    /// Decodes one read. The frame started in `partial` takes only the bytes it still needs
+    /// (so `partial` never grows past the frame it was sized for); what follows is decoded in
+    /// place, and only the start of an incomplete frame is kept.
+    fn decode_read(
+        &mut self,
+        mut data: &mut [u8],
+        on_message: &mut impl FnMut(Message<'_>) -> ControlFlow<()>,
+    ) -> Option<Stop> {
+        while !self.partial.is_empty() {
+            let take = self.partial_needs().min(data.len());
+            let (head, rest) = data.split_at_mut(take);
+            self.partial.extend_from_slice(head);
+            data = rest;
+            let stop = self.decode_partial(on_message);
+            match &stop {
+                Some(Stop::End(_)) => {
+                    if let Some(drain) = self.drain.as_mut() {
+                        drain.feed(data);
+                    }
+                    return stop;
+                }
+                Some(Stop::Pause) => {
+                    // What follows waits, undecoded: at most one read more.
+                    self.partial.reserve_exact(data.len());
+                    self.partial.extend_from_slice(data);
+                    return stop;
+                }
+                None if data.is_empty() => return None,
+                None => {}
+            }
+        }
+        let (consumed, stop) = self.decode(data, on_message);
+        if !matches!(stop, Some(Stop::End(_))) {
+            self.keep_tail(&data[consumed..]);
+        }
+        stop
+    }
+
+    /// How many more bytes the frame at the start of `partial` needs: first its header,
+    /// then its payload.
+    fn partial_needs(&self) -> usize {
+        let partial = &self.partial;
+        match parse_head(partial) {
+            Ok(Some(head)) => (head.head_len + head.payload_len).saturating_sub(partial.len()),
+            Ok(None) => match partial.get(1) {
+                None => 2 - partial.len(),
+                Some(b1) => {
+                    let extra = match b1 & 0x7F {
+                        126 => 2,
+                        127 => 8,
+                        _ => 0,
+                    };
+                    (2 + extra + 4usize).saturating_sub(partial.len())
+                }
+            },
+            Err(_) => usize::MAX, // decoding reports the violation
+        }
+        .max(1)
     }
 
     /// Frees the buffers once reading is over.
@@ -262,7 +313,7 @@ impl FrameReader {
         }
         let total = (head.head_len + head.payload_len).min(self.max_message + MAX_HEAD);
         self.partial
-            .reserve(total.saturating_sub(self.partial.len()));
+            .reserve_exact(total.saturating_sub(self.partial.len()));
     }
 
     /// Handles every complete frame at the start of `data`; returns how many bytes they took
@@ -369,6 +420,7 @@ impl FrameReader {
                     let from = (unfinished..fragments.len())
                         .find(|&i| fragments[i] & 0xC0 != 0x80)
                         .unwrap_or(fragments.len());
+                    grow_within(fragments, payload.len(), self.max_message);
                     fragments.extend_from_slice(payload);
                     if let Err(e) = std::str::from_utf8(&fragments[from..]) {
                         if head.fin || e.error_len().is_some() {
@@ -399,6 +451,16 @@ impl FrameReader {
             _ => on_message(Message::Pong), // 0xA; other opcodes are refused by parse_head
         }
         None
+    }
+}
+
+/// Makes room in `buffer` for `more` bytes, doubling as `Vec` does but never past `limit`
+/// (the size check guarantees the message fits it).
+fn grow_within(buffer: &mut Vec<u8>, more: usize, limit: usize) {
+    let needed = buffer.len() + more;
+    if needed > buffer.capacity() {
+        let capacity = (buffer.capacity() * 2).max(needed).min(limit.max(needed));
+        buffer.reserve_exact(capacity - buffer.len());
     }
 }
 
