@@ -458,14 +458,38 @@ async fn shutdown_flushes_closes_with_1001_fails_pending_collections_and_unsubsc
     let _ = CrossReply::ShutDown { unresponded: 0 };
 }
 
+/// A transport that records the closes the node asks for.
+#[derive(Debug, Default, Clone)]
+struct Recorded(Arc<std::sync::Mutex<Vec<u16>>>);
+
+impl crosswire::Transport for Recorded {
+    fn send(&self, _frame: bytes::Bytes) -> Result<(), crosswire::SendError> {
+        Ok(())
+    }
+    fn ping(&self) {}
+    fn close(&self, code: u16, _reason: &str) {
+        self.0.lock().expect("closes").push(code);
+    }
+    fn terminate(&self) {}
+}
+
 #[tokio::test]
-async fn a_connection_registered_during_shutdown_is_closed_at_once() {
+async fn a_connection_registered_during_shutdown_is_closed_at_once_and_upgrades_get_503() {
     let node = Node::builder().build().await.expect("node");
     crosswire::demo::install(&node);
     let acceptor = crosswire::ws::WsAcceptor::new(node.clone(), WsConfig::default());
     let report = node.shutdown(Duration::from_secs(1)).await;
     assert_eq!(report.dropped, 0);
-    // The acceptor refuses new upgrades of a node that is shutting down.
+
+    // An upgrade that completed after the sweep: the node closes it with 1001 at once,
+    // without running its connection handlers (which would bind it).
+    let late = Recorded::default();
+    let request = crosswire::RequestInfo::parse("/?id=late", Default::default(), None);
+    let socket = node.connect(request, Box::new(late.clone())).await;
+    assert_eq!(*late.0.lock().expect("closes"), [1001]);
+    assert_eq!(socket.socket_id(), None);
+
+    // And the acceptor refuses new upgrades.
     let request = hyper::Request::get("/?id=1")
         .header("host", "x")
         .header("upgrade", "websocket")
