@@ -16,7 +16,7 @@ use scenarios::Options;
 use servers::ServerKind;
 
 const USAGE: &str = "\
-usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|slow-consumer|all> [flags]
+usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|slow-consumer|flood|all|soak> [flags]
 
 Runs real WebSocket clients over loopback against a server in a child process: the bare
 fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
@@ -27,6 +27,10 @@ unicast runs crosswire as 3 nodes on one redis-server (clients spread evenly) an
 baseline as one node holding every client: a single-node reference, not a like-for-like
 cluster. cross-node (crosswire only) reports the latency added over raw Redis pub/sub.
 slow-consumer adds a client that never reads and reports when the server drops it.
+flood (crosswire only) measures flow control: a client that sends much faster than it
+reads, then one that sends and never reads, against the latency of the other clients.
+soak (crosswire only, not part of `all`; see scripts/soak.sh) holds many connections for a
+long time with heartbeats, pings, churn and a steady broadcast, and checks for leaks.
 
 flags:
   --server crosswire|baseline|both   servers to run (default both)
@@ -48,10 +52,27 @@ flags:
   --slow-duration S     slow-consumer: sending window of the step with the slow client (default 40)
   --slow-rcvbuf B       slow-consumer: SO_RCVBUF of the slow client, bytes (default 4096)
   --server-sndbuf B     SO_SNDBUF of the servers' connections, bytes; 0 = kernel default (default 0)
+  --flood-clients N     flood: clients receiving the measured broadcast (default 2000)
+  --flood-rate R        flood: their broadcasts per second (default 10)
+  --flood-messages N    flood: messages the flooding client sends (default 60000)
+  --flood-bytes B       flood: size of each flood message (default 2048)
+  --flood-read-rate B   flood: bytes per second the flooding client reads (default 5000000)
+  --flood-stall-timeout S  flood: the server's stall timeout, 0 = crosswire's 30 s (default 10)
+  --flood-rate-limit N|default  flood: the server's messages/s per connection, 0 = none (default 0)
+  --soak-clients N      soak: connections held (default 15000)
+  --soak-duration S     soak: seconds of broadcast and churn (default 300)
+  --churn-rate R        soak: connections closed and reconnected per second (default 25)
+  --churn-clean F       soak: share of those closing cleanly, the rest drop TCP (default 0.5)
+  --soak-rate R         soak: broadcasts per second to everyone (default 5)
+  --soak-bytes B        soak: size of each broadcast's msg; the push is 57 B more (default 143)
+  --soak-ping S         soak: the server's protocol ping interval (default 10)
   --per-addr N          connections per source address 127.0.0.x (default 20000)
   --concurrency N       handshakes in flight (default 100)
   --heartbeat S         client heartbeat period, 0 = off (default 10)
   --server-threads N    server worker threads, 0 = one per core (default 0)
+  --server-rate-limit N|default  crosswire's messages/s per connection, 0 = none; every
+                        scenario but flood (default: crosswire's default, 1000/s throttled,
+                        which caps rpc's closed-loop step near 1000/s per client)
   --gen-threads N       generator worker threads, 0 = one per core (default 0)
   --cpu-limit F         generator cores above which a step is marked saturated (default 0.9)
   -h, --help            this text
@@ -135,14 +156,52 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
                 opts.pool.heartbeat = (!every.is_zero()).then_some(every);
             }
             "--server-threads" => opts.server_threads = number(flag, value()?)?,
+            "--server-rate-limit" => {
+                opts.server_rate_limit = match value()?.as_str() {
+                    "default" => None,
+                    n => Some(number(flag, n)?),
+                }
+            }
             "--gen-threads" => gen_threads = number(flag, value()?)?,
             "--cpu-limit" => opts.cpu_limit = number(flag, value()?)?,
+            "--flood-clients" => opts.flood.clients = number(flag, value()?)?,
+            "--flood-rate" => opts.flood.rate = number(flag, value()?)?,
+            "--flood-messages" => opts.flood.messages = number(flag, value()?)?,
+            "--flood-bytes" => opts.flood.message_bytes = number(flag, value()?)?,
+            "--flood-read-rate" => opts.flood.read_rate = number(flag, value()?)?,
+            "--flood-stall-timeout" => opts.flood.stall_timeout = number(flag, value()?)?,
+            "--flood-rate-limit" => {
+                opts.flood.rate_limit = match value()?.as_str() {
+                    "default" => None,
+                    n => Some(number(flag, n)?),
+                }
+            }
+            "--soak-clients" => opts.soak.clients = number(flag, value()?)?,
+            "--soak-duration" => opts.soak.duration = seconds(flag, value()?)?,
+            "--churn-rate" => opts.soak.churn_rate = number(flag, value()?)?,
+            "--churn-clean" => opts.soak.churn_clean = number(flag, value()?)?,
+            "--soak-rate" => opts.soak.broadcast_rate = number(flag, value()?)?,
+            "--soak-bytes" => opts.soak.message_bytes = number(flag, value()?)?,
+            "--soak-ping" => opts.soak.ping = seconds(flag, value()?)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}; try --help")),
         }
     }
-    if opts.fanout_clients == 0 || opts.rpc_clients == 0 || opts.slow_clients == 0 {
-        return Err("--clients, --rpc-clients and --slow-clients must be at least 1".into());
+    if opts.fanout_clients == 0
+        || opts.rpc_clients == 0
+        || opts.slow_clients == 0
+        || opts.flood.clients == 0
+    {
+        return Err(
+            "--clients, --rpc-clients, --slow-clients and --flood-clients must be at least 1"
+                .into(),
+        );
+    }
+    if opts.soak.clients < 2 {
+        return Err("--soak-clients must be at least 2 (client 0 sends the broadcasts)".into());
+    }
+    if !(0.0..=1.0).contains(&opts.soak.churn_clean) {
+        return Err("--churn-clean must be between 0 and 1".into());
     }
     if opts.unicast_clients < 3 {
         return Err("--unicast-clients must be at least 3 (one per node)".into());

@@ -1,7 +1,12 @@
 //! One client connection: TCP connect from a chosen source address, the fastwebsockets
-//! client handshake, then a reader task (classifies frames, answers pings) and a writer task
-//! (frames queued by the generator, heartbeats).
+//! client handshake, then a reader task (classifies frames, answers pings, optionally reads at
+//! a bounded byte rate) and a writer task (frames queued by the generator, heartbeats, a close
+//! frame of our own). The frames the protocol obliges us to send (pong, the answer to a close)
+//! go ahead of queued text frames, so that a client with a long send queue (a flood) still
+//! answers the server's pings in time. How each connection ended is counted by kind (server
+//! close code, our close answered, EOF, error).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +42,9 @@ pub(crate) enum Out {
     Pong(Vec<u8>),
     /// Our answer to the server's close frame (its payload echoed); the writer then stops.
     CloseReply(Vec<u8>),
+    /// A close frame of our own with this code; the writer then sends nothing more and stops
+    /// when the server's answer comes.
+    Close(u16),
 }
 
 /// Counters shared by all clients of a pool.
@@ -53,10 +61,26 @@ pub(crate) struct PoolCounters {
     pub(crate) failed_replies: ReplyCounts,
     /// Heartbeat replies (empty text frames).
     pub(crate) heartbeats: AtomicU64,
+    /// Heartbeats sent.
+    pub(crate) heartbeats_sent: AtomicU64,
+    /// While set, heartbeat ticks send nothing (to count the replies of the last ones).
+    pub(crate) heartbeats_paused: AtomicBool,
+    /// Pongs sent in answer to the server's protocol pings.
+    pub(crate) pongs: AtomicU64,
     /// Text frames that carried no token.
     pub(crate) other_frames: AtomicU64,
+    /// How connections ended, by kind: `server close <code>` (the server's close frame),
+    /// `close answered <code>` (the server's answer to ours), `eof`, `error: <text>`.
+    /// Connections the generator aborted are not counted here.
+    pub(crate) ends: Mutex<BTreeMap<String, u64>>,
     /// Woken when `replies` grows.
     pub(crate) reply_notify: Notify,
+}
+
+impl PoolCounters {
+    fn count_end(&self, kind: String) {
+        *self.ends.lock().entry(kind).or_default() += 1;
+    }
 }
 
 /// Counters by an ASCII byte.
@@ -83,7 +107,7 @@ impl ReplyCounts {
 /// The part of a client its reader task shares with the pool.
 #[derive(Debug)]
 pub(crate) struct ClientShared {
-    /// Pool index (also the `id` query parameter).
+    /// Pool index (the `id` query parameter is the pool's id base plus this).
     pub(crate) index: usize,
     /// What it received in the current step.
     pub(crate) rec: Mutex<Recorder>,
@@ -91,6 +115,16 @@ pub(crate) struct ClientShared {
     pub(crate) replied: Notify,
     /// The connection ended.
     pub(crate) closed: AtomicBool,
+    /// We sent a close frame.
+    pub(crate) closing: AtomicBool,
+    /// Generator-clock nanoseconds when the handshake completed.
+    pub(crate) connected_nanos: u64,
+    /// Generator-clock nanoseconds when the reader ended (0 while open).
+    pub(crate) ended_nanos: AtomicU64,
+    /// Heartbeats this connection sent.
+    pub(crate) beats_sent: AtomicU64,
+    /// Heartbeat replies this connection received.
+    pub(crate) beats_answered: AtomicU64,
 }
 
 /// A connected client.
@@ -108,11 +142,39 @@ impl Client {
         self.out.send(Out::Text(text)).is_ok()
     }
 
-    /// Ends both tasks at once (the socket is dropped).
+    /// Ends both tasks at once (the socket is dropped: the server sees the TCP connection
+    /// end without a close frame).
     pub(crate) fn abort(&self) {
         self.reader.abort();
         self.writer.abort();
     }
+
+    /// Starts the closing handshake with `code`; false if the connection is gone.
+    pub(crate) fn close(&self, code: u16) -> bool {
+        self.shared.closing.store(true, Ordering::Release);
+        self.out.send(Out::Close(code)).is_ok()
+    }
+
+    /// Waits until the reader ended (the server answered our close, closed, or the connection
+    /// broke), at most `timeout`; returns whether it did.
+    pub(crate) async fn wait_ended(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, &mut self.reader)
+            .await
+            .is_ok()
+    }
+}
+
+/// How one client behaves besides answering the protocol.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ClientOptions {
+    /// Application heartbeats, if any.
+    pub(crate) heartbeat: Option<Heartbeat>,
+    /// Most bytes per second the reader consumes (`None`: as fast as they come). A slow
+    /// reader: what it does not read waits in the kernel's buffers and then in the server.
+    pub(crate) read_rate: Option<u64>,
+    /// Added to the index to make the socket id (`?id=`), so that two pools on one server do
+    /// not share ids.
+    pub(crate) id_base: usize,
 }
 
 /// Heartbeat schedule of one client: first beat, then every `every`.
@@ -122,13 +184,14 @@ pub(crate) struct Heartbeat {
     pub(crate) every: Duration,
 }
 
-/// Connects client `index` from `source` to `server` and starts its tasks.
+/// Connects client `index` (socket id `options.id_base + index`) from `source` to `server`
+/// and starts its tasks.
 pub(crate) async fn connect(
     index: usize,
     source: Ipv4Addr,
     server: SocketAddr,
     counters: Arc<PoolCounters>,
-    heartbeat: Option<Heartbeat>,
+    options: ClientOptions,
 ) -> Result<Client, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
@@ -147,7 +210,7 @@ pub(crate) async fn connect(
         .map_err(|e| format!("nodelay: {e}"))?;
     let request = Request::builder()
         .method("GET")
-        .uri(format!("/?id={index}"))
+        .uri(format!("/?id={}", options.id_base + index))
         .header(HOST, server.to_string())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
@@ -167,10 +230,28 @@ pub(crate) async fn connect(
         rec: Mutex::new(Recorder::default()),
         replied: Notify::new(),
         closed: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
+        connected_nanos: super::clock::now_nanos(),
+        ended_nanos: AtomicU64::new(0),
+        beats_sent: AtomicU64::new(0),
+        beats_answered: AtomicU64::new(0),
     });
     let (out, queue) = unbounded_channel();
-    let reader = tokio::spawn(read_loop(read, out.clone(), shared.clone(), counters));
-    let writer = tokio::spawn(write_loop(write, queue, heartbeat));
+    let (control, control_queue) = unbounded_channel();
+    let reader = tokio::spawn(read_loop(
+        read,
+        control,
+        shared.clone(),
+        counters.clone(),
+        options.read_rate,
+    ));
+    let writer = tokio::spawn(write_loop(
+        write,
+        (control_queue, queue),
+        options.heartbeat,
+        shared.clone(),
+        counters,
+    ));
     Ok(Client {
         shared,
         out,
@@ -223,33 +304,92 @@ async fn read_loop(
     out: UnboundedSender<Out>,
     me: Arc<ClientShared>,
     counters: Arc<PoolCounters>,
+    read_rate: Option<u64>,
 ) {
     // Frames the protocol obliges us to send (pong, close reply) go through the writer.
+    let pongs = &counters.pongs;
     let mut obligated = |frame: Frame<'_>| {
         let payload = frame.payload.to_vec();
         let sent = match frame.opcode {
-            OpCode::Pong => out.send(Out::Pong(payload)),
+            OpCode::Pong => {
+                pongs.fetch_add(1, Ordering::Relaxed);
+                out.send(Out::Pong(payload))
+            }
             OpCode::Close => out.send(Out::CloseReply(payload)),
             _ => Ok(()),
         };
         std::future::ready(sent.map_err(|_| "writer gone"))
     };
-    loop {
+    let mut pacer = read_rate.map(ReadPacer::new);
+    let end = loop {
         let frame = match read.read_frame(&mut obligated).await {
             Ok(frame) => frame,
-            Err(_) => break,
+            Err(error) => break end_kind(&error),
         };
+        if let Some(pacer) = &mut pacer {
+            pacer.consumed(frame.payload.len()).await;
+        }
         match frame.opcode {
             OpCode::Text => on_text(&frame.payload, &me, &counters),
             OpCode::Close => {
+                let code = match frame.payload.get(..2) {
+                    Some(code) => u16::from_be_bytes([code[0], code[1]]).to_string(),
+                    None => "none".into(),
+                };
+                if me.closing.load(Ordering::Acquire) {
+                    break format!("close answered {code}");
+                }
                 counters.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                break;
+                break format!("server close {code}");
             }
             _ => {}
         }
-    }
+    };
+    me.ended_nanos
+        .store(super::clock::now_nanos().max(1), Ordering::Release);
     me.closed.store(true, Ordering::Release);
     counters.closed.fetch_add(1, Ordering::Relaxed);
+    counters.count_end(end);
+}
+
+/// The kind of a read error, as counted in [`PoolCounters::ends`].
+fn end_kind(error: &fastwebsockets::WebSocketError) -> String {
+    use fastwebsockets::WebSocketError;
+    match error {
+        WebSocketError::UnexpectedEOF => "eof".into(),
+        WebSocketError::IoError(io) => format!("error: {:?}", io.kind()),
+        other => {
+            let mut text = format!("error: {other}");
+            text.truncate(60);
+            text
+        }
+    }
+}
+
+/// Keeps a reader at or under a byte rate: after each frame it sleeps until the time at
+/// which the bytes read so far are due.
+#[derive(Debug)]
+struct ReadPacer {
+    start: Instant,
+    bytes: u64,
+    per_second: u64,
+}
+
+impl ReadPacer {
+    fn new(per_second: u64) -> Self {
+        ReadPacer {
+            start: Instant::now(),
+            bytes: 0,
+            per_second: per_second.max(1),
+        }
+    }
+
+    async fn consumed(&mut self, payload: usize) {
+        // Payload plus a typical server frame header.
+        self.bytes += payload as u64 + 4;
+        let due = self.start + Duration::from_secs_f64(self.bytes as f64 / self.per_second as f64);
+        tokio::time::sleep_until(due).await;
+    }
 }
 
 fn on_text(payload: &[u8], me: &ClientShared, counters: &PoolCounters) {
@@ -273,6 +413,7 @@ fn on_text(payload: &[u8], me: &ClientShared, counters: &PoolCounters) {
             counters.reply_notify.notify_one();
         }
         Received::Heartbeat => {
+            me.beats_answered.fetch_add(1, Ordering::Relaxed);
             counters.heartbeats.fetch_add(1, Ordering::Relaxed);
         }
         Received::Other => {
@@ -281,25 +422,46 @@ fn on_text(payload: &[u8], me: &ClientShared, counters: &PoolCounters) {
     }
 }
 
+/// Writes the control frames of the first queue (from the reader) before the frames of the
+/// second (from the generator), and the heartbeats.
 async fn write_loop(
     mut write: WebSocketWrite<WriteHalf<Io>>,
-    mut queue: UnboundedReceiver<Out>,
+    (mut control, mut queue): (UnboundedReceiver<Out>, UnboundedReceiver<Out>),
     heartbeat: Option<Heartbeat>,
+    me: Arc<ClientShared>,
+    counters: Arc<PoolCounters>,
 ) {
     let mut beats = heartbeat.map(|h| {
         let mut every = tokio::time::interval_at(h.first, h.every);
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
         every
     });
+    // After our own close frame nothing more may be sent; the queue stays open so that the
+    // reader can still hand over the (ignored) answer to the server's close.
+    let mut closing = false;
     loop {
         let next = tokio::select! {
             biased;
+            Some(next) = control.recv() => next,
             next = queue.recv() => match next {
                 Some(next) => next,
                 None => break,
             },
-            () = tick(&mut beats) => Out::Text(Vec::new()),
+            () = tick(&mut beats) => {
+                if closing || counters.heartbeats_paused.load(Ordering::Relaxed) {
+                    continue;
+                }
+                me.beats_sent.fetch_add(1, Ordering::Relaxed);
+                counters.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+                Out::Text(Vec::new())
+            }
         };
+        if closing {
+            if matches!(next, Out::CloseReply(_)) {
+                break;
+            }
+            continue;
+        }
         let (frame, last) = match next {
             Out::Text(text) => (Frame::text(Payload::Owned(text)), false),
             Out::Pong(data) => (Frame::pong(Payload::Owned(data)), false),
@@ -307,6 +469,10 @@ async fn write_loop(
                 Frame::new(true, OpCode::Close, None, Payload::Owned(data)),
                 true,
             ),
+            Out::Close(code) => {
+                closing = true;
+                (Frame::close(code, b""), false)
+            }
         };
         if write.write_frame(frame).await.is_err() || last {
             break;

@@ -9,9 +9,13 @@
 //! - [`token`] formats and finds the `d<step>:<seq>:<nanos>` tokens that every accounted
 //!   message carries, by scanning the frame (no JSON parsing on the receive path).
 //! - [`pick`] chooses reproducible pseudo-random clients for message `seq`.
-//! - [`stalled`] is a hand-made WebSocket client that never reads (a slow consumer).
+//! - [`stalled`] is a hand-made WebSocket client that never reads (a slow consumer), and may
+//!   keep sending.
+//! - [`churn`] is a pool whose clients leave (cleanly or not) and come back, keeping every
+//!   connection's life for the accounting.
 //! - [`pubsub`] measures raw Redis pub/sub latency, the floor under cross-node delivery.
 
+pub(crate) mod churn;
 mod client;
 pub(crate) mod clock;
 pub(crate) mod latency;

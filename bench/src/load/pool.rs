@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::client::{self, Client, Heartbeat, PoolCounters};
+use super::client::{self, Client, ClientOptions, Heartbeat, PoolCounters};
 use super::latency::Percentiles;
 use super::record::{StepCtx, Tally};
 
@@ -28,6 +28,10 @@ pub(crate) struct PoolConfig {
     pub(crate) heartbeat: Option<Duration>,
     /// Give up on one connection attempt after this long.
     pub(crate) connect_timeout: Duration,
+    /// Most bytes per second each client reads (`None`: as fast as frames come).
+    pub(crate) read_rate: Option<u64>,
+    /// Client i connects with `?id=<id_base + i>`.
+    pub(crate) id_base: usize,
 }
 
 impl Default for PoolConfig {
@@ -37,6 +41,8 @@ impl Default for PoolConfig {
             concurrency: 100,
             heartbeat: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(15),
+            read_rate: None,
+            id_base: 0,
         }
     }
 }
@@ -54,17 +60,40 @@ pub(crate) struct ConnectReport {
     pub(crate) handshake: Percentiles,
 }
 
-/// Connected clients, indexed `0..n` (client i connects with `?id=i`).
+/// Connected clients, indexed `0..n` (client i connects with `?id=<id_base + i>`).
 #[derive(Debug)]
 pub(crate) struct Pool {
     clients: Vec<Option<Client>>,
     counters: Arc<PoolCounters>,
+    /// Offset of the first source address of this pool (see [`source_addr`]).
+    first_source: u32,
+    /// Clients per source address.
+    per_addr: usize,
+}
+
+/// What a [`Pool`] is made of, for a pool that manages its clients itself
+/// ([`super::churn::ChurnPool`]).
+#[derive(Debug)]
+pub(crate) struct PoolParts {
+    /// The clients, by index.
+    pub(crate) clients: Vec<Option<Client>>,
+    /// Their shared counters.
+    pub(crate) counters: Arc<PoolCounters>,
+    /// The source address of client `index`.
+    pub(crate) sources: Vec<Ipv4Addr>,
 }
 
 /// Next source address to hand out (see [`source_addr`]; offset 1 is 127.0.0.2). Every pool takes fresh ones, so
 /// that ports still in TIME_WAIT from an earlier pool never get in the way.
 static NEXT_SOURCE: AtomicU32 = AtomicU32::new(0);
 
+/// Reserves `n` fresh source addresses; returns the offset of the first (see
+/// [`source_addr`]).
+fn reserve_sources(n: u32) -> u32 {
+    NEXT_SOURCE.fetch_add(n, Ordering::Relaxed) + 1
+}
+
+/// The source address at `offset` (offset 1 is 127.0.0.2).
 fn source_addr(offset: u32) -> Ipv4Addr {
     // 127.0.0.2 upwards, skipping last octets 0 and 255.
     let per_block = 254u32;
@@ -84,24 +113,28 @@ impl Pool {
         let counters = Arc::new(PoolCounters::default());
         let per_addr = config.per_addr.max(1);
         let addrs = n.div_ceil(per_addr) as u32 + 1;
-        let first = NEXT_SOURCE.fetch_add(addrs, Ordering::Relaxed) + 1;
+        let first = reserve_sources(addrs);
         let gate = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let start = Instant::now();
         let mut tasks = JoinSet::new();
         for index in 0..n {
             let server = servers[index % servers.len()];
             let source = source_addr(first + (index / per_addr) as u32);
-            let heartbeat = config.heartbeat.map(|every| Heartbeat {
-                first: start + every.mul_f64((index + 1) as f64 / n as f64),
-                every,
-            });
+            let options = ClientOptions {
+                heartbeat: config.heartbeat.map(|every| Heartbeat {
+                    first: start + every.mul_f64((index + 1) as f64 / n as f64),
+                    every,
+                }),
+                read_rate: config.read_rate,
+                id_base: config.id_base,
+            };
             let gate = gate.clone();
             let counters = counters.clone();
             let timeout = config.connect_timeout;
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
                 let began = Instant::now();
-                let connect = client::connect(index, source, server, counters, heartbeat);
+                let connect = client::connect(index, source, server, counters, options);
                 let result = match tokio::time::timeout(timeout, connect).await {
                     Ok(result) => result,
                     Err(_) => Err(format!("no handshake within {timeout:?}")),
@@ -135,7 +168,25 @@ impl Pool {
             elapsed: start.elapsed(),
             handshake: Percentiles::of(&handshake),
         };
-        (Pool { clients, counters }, report)
+        let pool = Pool {
+            clients,
+            counters,
+            first_source: first,
+            per_addr,
+        };
+        (pool, report)
+    }
+
+    /// Takes the pool apart (its clients stay connected).
+    pub(crate) fn into_parts(self) -> PoolParts {
+        let sources = (0..self.clients.len())
+            .map(|i| source_addr(self.first_source + (i / self.per_addr) as u32))
+            .collect();
+        PoolParts {
+            clients: self.clients,
+            counters: self.counters,
+            sources,
+        }
     }
 
     /// Number of client slots (connected or not).
@@ -222,6 +273,21 @@ impl Pool {
     /// Of those, closed by a close frame from the server.
     pub(crate) fn closed_by_server(&self) -> u64 {
         self.counters.closed_by_server.load(Ordering::Relaxed)
+    }
+
+    /// Pongs sent in answer to the server's protocol pings so far.
+    pub(crate) fn pongs(&self) -> u64 {
+        self.counters.pongs.load(Ordering::Relaxed)
+    }
+
+    /// Whether client `index` is connected and open.
+    pub(crate) fn is_open(&self, index: usize) -> bool {
+        matches!(self.clients.get(index), Some(Some(c)) if !c.shared.closed.load(Ordering::Acquire))
+    }
+
+    /// How connections ended so far, by kind (see [`PoolCounters::ends`]).
+    pub(crate) fn ends(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counters.ends.lock().clone()
     }
 
     /// Connected clients that are still open.

@@ -192,6 +192,16 @@ impl Recorder {
         ctx.count_delivery();
     }
 
+    /// How many distinct messages with a sequence number in `lo..hi` it received.
+    pub(crate) fn count_between(&self, lo: u64, hi: u64) -> u64 {
+        (lo..hi.min(MAX_SEQ))
+            .filter(|&seq| {
+                let (word, bit) = ((seq / 64) as usize, seq % 64);
+                self.seen.get(word).is_some_and(|w| w & (1 << bit) != 0)
+            })
+            .count() as u64
+    }
+
     /// Ends the step: this client's part of the totals, given how many it had to receive.
     pub(crate) fn finish(&mut self, expected: u64) -> Tally {
         let tally = Tally {
@@ -248,6 +258,8 @@ mod tests {
         r.on_delivery(3, ctx.id, 13, 0);
         r.on_delivery(3, ctx.id, 14, 0);
         r.on_delivery(3, ctx.id + 1, 3, 0);
+        assert_eq!(r.count_between(0, 13), 0);
+        assert_eq!(r.count_between(13, 14), 1);
         let t = r.finish(3);
         assert_eq!(
             (t.deliveries, t.lost, t.duplicated, t.misdelivered, t.stale),

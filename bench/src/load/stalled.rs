@@ -1,13 +1,19 @@
 //! A slow consumer: a WebSocket client whose upgrade request is written by hand on a socket
 //! with a small receive buffer, and which never reads anything after the response head. The
 //! server's frames then pile up in the kernel buffers and in the server's outbound queue for
-//! that connection.
+//! that connection. [`StalledClient::keep_sending`] makes it a client that sends but never
+//! reads.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Longest the handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,9 +24,11 @@ const MAX_HEAD: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct StalledClient {
     /// Kept open, never read.
-    _stream: TcpStream,
+    stream: TcpStream,
     /// The receive buffer the kernel granted (`SO_RCVBUF` as read back), bytes.
     pub(crate) rcvbuf: u32,
+    /// The local (client) address of the connection.
+    pub(crate) local: SocketAddr,
 }
 
 impl StalledClient {
@@ -62,11 +70,102 @@ impl StalledClient {
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| format!("no handshake within {HANDSHAKE_TIMEOUT:?}"))??;
+        let local = stream
+            .local_addr()
+            .map_err(|e| format!("local address: {e}"))?;
         Ok(StalledClient {
-            _stream: stream,
+            stream,
             rcvbuf: granted,
+            local,
         })
     }
+
+    /// Writes `frame(k)` as a masked text frame, for k = 0, 1, ... until it returns `None`,
+    /// as fast as the kernel takes them (still never reading), then holds the connection
+    /// open. Stops at the first write error (the server dropped the connection).
+    pub(crate) fn keep_sending(
+        self,
+        mut frame: impl FnMut(u64) -> Option<String> + Send + 'static,
+    ) -> StalledSender {
+        let written = Arc::new(AtomicU64::new(0));
+        let ended = Arc::new(Mutex::new(None));
+        let start = Instant::now();
+        let mut stream = self.stream;
+        let task = tokio::spawn({
+            let (written, ended) = (written.clone(), ended.clone());
+            async move {
+                let mut k = 0;
+                while let Some(text) = frame(k) {
+                    if let Err(error) = stream.write_all(&masked_text(text.as_bytes())).await {
+                        *ended.lock() = Some((start.elapsed(), error.kind().to_string()));
+                        return;
+                    }
+                    k += 1;
+                    written.store(k, Ordering::Release);
+                }
+                // Keep the connection, unread, until dropped.
+                std::future::pending::<()>().await;
+                drop(stream);
+            }
+        });
+        StalledSender {
+            written,
+            ended,
+            task,
+            rcvbuf: self.rcvbuf,
+        }
+    }
+}
+
+/// A [`StalledClient`] that sends (see [`StalledClient::keep_sending`]); the connection closes
+/// when it is dropped.
+#[derive(Debug)]
+pub(crate) struct StalledSender {
+    written: Arc<AtomicU64>,
+    ended: Arc<Mutex<Option<(Duration, String)>>>,
+    task: JoinHandle<()>,
+    /// The receive buffer the kernel granted, bytes.
+    pub(crate) rcvbuf: u32,
+}
+
+impl StalledSender {
+    /// Frames the kernel took so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// When (after the start of sending) and how writing failed, if it did.
+    pub(crate) fn ended(&self) -> Option<(Duration, String)> {
+        self.ended.lock().clone()
+    }
+}
+
+impl Drop for StalledSender {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A client text frame carrying `payload`, masked (with a fixed key: the server does not care
+/// which).
+fn masked_text(payload: &[u8]) -> Vec<u8> {
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = Vec::with_capacity(payload.len() + 14);
+    frame.push(0x81); // FIN, text
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&KEY);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ KEY[i % 4]));
+    frame
 }
 
 /// Reads the response head one byte at a time, so that not a byte of the first WebSocket
@@ -84,4 +183,19 @@ async fn read_head(stream: &mut TcpStream) -> Result<String, String> {
         head.push(byte);
     }
     Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::masked_text;
+
+    #[test]
+    fn masks_and_sizes_frames() {
+        let short = masked_text(b"hi");
+        assert_eq!(&short[..2], &[0x81, 0x82]);
+        assert_eq!(short[6] ^ short[2], b'h');
+        let long = masked_text(&[b'a'; 2000]);
+        assert_eq!(&long[..4], &[0x81, 0x80 | 126, 0x07, 0xd0]);
+        assert_eq!(long.len(), 2 + 2 + 4 + 2000);
+    }
 }

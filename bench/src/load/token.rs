@@ -2,13 +2,26 @@
 //! parsing its JSON.
 //!
 //! - `d<step>:<seq>:<nanos>`: an accounted message: a push's `msg` or an RPC's `callbackId`;
-//!   `nanos` is [`super::clock::now_nanos`] when it was sent.
+//!   `nanos` is [`super::clock::now_nanos`] when it was sent. It may be followed by `~` and
+//!   padding ([`padded`]), to give a message a realistic size.
 //! - any other `callbackId` (e.g. `c17`, `j3`): a reply that is only counted.
 //! - an empty text frame: the application heartbeat's reply (default heartbeat string).
 
 /// Formats the token of message `seq` of step `step`, sent at `nanos`.
 pub(crate) fn delivery(step: u32, seq: u64, nanos: u64) -> String {
     format!("d{step}:{seq}:{nanos}")
+}
+
+/// Like [`delivery`], followed by `~` and `x`s up to `len` bytes in all (never shorter than
+/// the bare token): a push of a chosen size that the scanner still finds.
+pub(crate) fn padded(step: u32, seq: u64, nanos: u64, len: usize) -> String {
+    let mut token = delivery(step, seq, nanos);
+    if len > token.len() {
+        token.push('~');
+        let pad = len.saturating_sub(token.len());
+        token.extend(std::iter::repeat_n('x', pad));
+    }
+    token
 }
 
 /// What a received text frame is.
@@ -62,6 +75,7 @@ pub(crate) fn classify(frame: &[u8]) -> Received {
 }
 
 fn parse_delivery(token: &[u8], reply: bool) -> Option<Received> {
+    let token = token.split(|&b| b == b'~').next()?;
     let rest = token.strip_prefix(b"d")?;
     let mut parts = rest.split(|&b| b == b':');
     let step = number(parts.next()?)?;
@@ -164,5 +178,19 @@ mod tests {
         );
         assert_eq!(classify(br#"{"msg":"d1:x:3"}"#), Received::Other);
         assert_eq!(delivery(1, 2, 3), "d1:2:3");
+        let long = padded(4, 5, 6, 200);
+        assert_eq!(long.len(), 200);
+        let push =
+            format!(r#"{{"event":"say","payload":{{"action":"broadcast","msg":"{long}"}}}}"#);
+        assert_eq!(
+            classify(push.as_bytes()),
+            Received::Delivery {
+                step: 4,
+                seq: 5,
+                sent_nanos: 6,
+                reply: false
+            }
+        );
+        assert_eq!(padded(1, 2, 3, 0), "d1:2:3");
     }
 }

@@ -37,6 +37,7 @@ impl Cluster {
             spec.redis = vec![redis.url()];
             spec.threads = opts.server_threads;
             spec.sndbuf = opts.server_sndbuf;
+            spec.rate_limit = opts.server_rate_limit;
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),
                 Err(error) => {

@@ -43,7 +43,7 @@ pub(super) async fn run(
 /// Whether `n` client sockets fit under the descriptor limit, once the sockets of the previous
 /// step are closed: their aborted tasks drop them a moment later, and the kernel has no event
 /// for it, so the descriptor count is polled for at most [`SETTLE`].
-async fn sockets_free(n: u64) -> Result<(), String> {
+pub(super) async fn sockets_free(n: u64) -> Result<(), String> {
     let deadline = Instant::now() + SETTLE;
     loop {
         match limits::check_sockets(n) {

@@ -6,12 +6,14 @@ mod cluster;
 mod connect;
 mod cross_node;
 mod fanout;
+mod flood;
 mod measure;
 mod options;
 mod paced;
 mod rpc;
 mod sampler;
 mod slow_consumer;
+mod soak;
 mod unicast;
 
 pub(crate) use options::Options;
@@ -23,18 +25,24 @@ use crate::report::Reporter;
 use crate::servers::{ServerKind, ServerProcess, ServerSpec};
 
 /// The scenarios `all` runs, in order.
-pub(crate) const ALL: [&str; 6] = [
+pub(crate) const ALL: [&str; 7] = [
     "connect",
     "fanout",
     "rpc",
     "unicast",
     "cross-node",
     "slow-consumer",
+    "flood",
 ];
 
-/// Runs scenario `name` (or `all`) with `opts`.
+/// Runs scenario `name` (or `all`) with `opts`. `soak` is not part of `all` (it runs for
+/// minutes, against crosswire only).
 pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
     let mut reporter = Reporter::new();
+    if name == "soak" {
+        reporter.header(name);
+        return soak::run(opts, &mut reporter).await;
+    }
     let names: Vec<&str> = match name {
         "all" => ALL.to_vec(),
         one if ALL.contains(&one) => vec![one],
@@ -49,6 +57,7 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
                 "rpc" => rpc::run(kind, opts, &mut reporter).await,
                 "unicast" => unicast::run(kind, opts, &mut reporter).await,
                 "cross-node" => cross_node::run(kind, opts, &mut reporter).await,
+                "flood" => flood::run(kind, opts, &mut reporter).await,
                 _ => slow_consumer::run(kind, opts, &mut reporter).await,
             };
             if let Err(error) = result {
@@ -65,6 +74,7 @@ async fn spawn(kind: ServerKind, opts: &Options) -> Result<ServerProcess, String
     let mut spec = ServerSpec::single(kind);
     spec.threads = opts.server_threads;
     spec.sndbuf = opts.server_sndbuf;
+    spec.rate_limit = opts.server_rate_limit;
     ServerProcess::spawn(&spec).await
 }
 

@@ -53,8 +53,85 @@ pub(crate) struct Options {
     pub(crate) server_sndbuf: u32,
     /// Server worker threads (0 = one per core).
     pub(crate) server_threads: usize,
+    /// crosswire's per-connection message rate limit in every scenario but `flood`: `None` =
+    /// its default (1,000/s, throttled), `Some(0)` = none.
+    pub(crate) server_rate_limit: Option<u32>,
     /// Generator CPU, in cores, above which a step is marked saturated.
     pub(crate) cpu_limit: f64,
+    /// `soak` settings.
+    pub(crate) soak: SoakOptions,
+    /// `flood` settings.
+    pub(crate) flood: FloodOptions,
+}
+
+/// Settings of the `soak` scenario (one crosswire server, many connections held for a long
+/// time with heartbeats, pings, churn and a steady broadcast).
+#[derive(Debug, Clone)]
+pub(crate) struct SoakOptions {
+    /// Connections held (client 0 sends the broadcasts and never churns).
+    pub(crate) clients: usize,
+    /// How long the broadcast and the churn run.
+    pub(crate) duration: Duration,
+    /// Connections closed and connected again per second.
+    pub(crate) churn_rate: f64,
+    /// Share of those that leave cleanly (close frame 1000); the others drop the TCP
+    /// connection without a close frame.
+    pub(crate) churn_clean: f64,
+    /// Broadcasts per second (to every client).
+    pub(crate) broadcast_rate: f64,
+    /// Size of each broadcast's `msg`, bytes (the push frame is 57 bytes more).
+    pub(crate) message_bytes: usize,
+    /// The server's protocol ping interval.
+    pub(crate) ping: Duration,
+}
+
+impl Default for SoakOptions {
+    fn default() -> Self {
+        SoakOptions {
+            clients: 15_000,
+            duration: Duration::from_secs(300),
+            churn_rate: 25.0,
+            churn_clean: 0.5,
+            broadcast_rate: 5.0,
+            message_bytes: 143,
+            ping: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Settings of the `flood` scenario (flow control: a client that sends faster than it reads,
+/// one that sends and never reads, and the latency of everyone else meanwhile).
+#[derive(Debug, Clone)]
+pub(crate) struct FloodOptions {
+    /// Other clients, receiving the broadcast whose latency is compared.
+    pub(crate) clients: usize,
+    /// Their broadcasts per second.
+    pub(crate) rate: f64,
+    /// Messages the flooding client sends (each asks for a push of `message_bytes` to itself).
+    pub(crate) messages: u64,
+    /// Size of each flood message's `msg`, bytes.
+    pub(crate) message_bytes: usize,
+    /// Bytes per second the flooding client reads.
+    pub(crate) read_rate: u64,
+    /// The server's stall timeout, seconds (0 = crosswire's default, 30 s).
+    pub(crate) stall_timeout: f64,
+    /// The server's per-connection rate limit: `None` = crosswire's default (1,000/s,
+    /// throttled), `Some(0)` = none.
+    pub(crate) rate_limit: Option<u32>,
+}
+
+impl Default for FloodOptions {
+    fn default() -> Self {
+        FloodOptions {
+            clients: 2_000,
+            rate: 10.0,
+            messages: 60_000,
+            message_bytes: 2_048,
+            read_rate: 5_000_000,
+            stall_timeout: 10.0,
+            rate_limit: Some(0),
+        }
+    }
 }
 
 impl Default for Options {
@@ -81,7 +158,10 @@ impl Default for Options {
             pool: PoolConfig::default(),
             server_sndbuf: 0,
             server_threads: 0,
+            server_rate_limit: None,
             cpu_limit: 0.9,
+            soak: SoakOptions::default(),
+            flood: FloodOptions::default(),
         }
     }
 }

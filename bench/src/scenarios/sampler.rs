@@ -1,5 +1,6 @@
 //! Samples a server at a fixed period beside a step: its peak resident memory, and the moment
-//! its `slow_consumer_closes` counter first rose (the server has no push for either).
+//! a watched counter (`slow_consumer_closes` unless told otherwise) first rose (the server has
+//! no push for either).
 
 use std::time::Duration;
 
@@ -17,11 +18,11 @@ pub(super) struct Samples {
     pub(super) count: u64,
     /// The largest RSS read, bytes.
     pub(super) max_rss: u64,
-    /// Time from the start to the first reading where `slow_consumer_closes` was above its
+    /// Time from the start to the first reading where the watched counter was above its
     /// value at the start.
-    pub(super) first_slow_close: Option<Duration>,
-    /// `slow_consumer_closes` at the start.
-    pub(super) slow_closes_before: Option<u64>,
+    pub(super) first_rise: Option<Duration>,
+    /// The watched counter at the start.
+    pub(super) watched_before: Option<u64>,
 }
 
 /// A running sampler; [`Sampler::finish`] stops it.
@@ -32,8 +33,13 @@ pub(super) struct Sampler {
 }
 
 impl Sampler {
-    /// Starts reading `server` now and every `every` after.
+    /// Starts reading `server` now and every `every` after, watching `slow_consumer_closes`.
     pub(super) fn start(server: ServerProbe, every: Duration) -> Sampler {
+        Self::watching(server, every, "slow_consumer_closes")
+    }
+
+    /// Like [`Sampler::start`], watching the counter `watched`.
+    pub(super) fn watching(server: ServerProbe, every: Duration, watched: &'static str) -> Sampler {
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let start = Instant::now();
@@ -43,7 +49,7 @@ impl Sampler {
             loop {
                 tokio::select! {
                     _ = &mut stopped => break,
-                    _ = ticks.tick() => sample(&server, start, &mut samples).await,
+                    _ = ticks.tick() => sample(&server, watched, start, &mut samples).await,
                 }
             }
             samples
@@ -58,21 +64,21 @@ impl Sampler {
     }
 }
 
-async fn sample(server: &ServerProbe, start: Instant, samples: &mut Samples) {
+async fn sample(server: &ServerProbe, watched: &str, start: Instant, samples: &mut Samples) {
     samples.count += 1;
     if let Ok(stats) = server.stats() {
         samples.max_rss = samples.max_rss.max(stats.rss_bytes);
     }
-    let closes = server
+    let value = server
         .counters()
         .await
         .ok()
-        .and_then(|c| c.get("slow_consumer_closes").and_then(Value::as_u64));
-    let Some(closes) = closes else { return };
-    match samples.slow_closes_before {
-        None => samples.slow_closes_before = Some(closes),
-        Some(before) if closes > before && samples.first_slow_close.is_none() => {
-            samples.first_slow_close = Some(start.elapsed());
+        .and_then(|c| c.get(watched).and_then(Value::as_u64));
+    let Some(value) = value else { return };
+    match samples.watched_before {
+        None => samples.watched_before = Some(value),
+        Some(before) if value > before && samples.first_rise.is_none() => {
+            samples.first_rise = Some(start.elapsed());
         }
         Some(_) => {}
     }

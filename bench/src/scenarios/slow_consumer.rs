@@ -118,10 +118,10 @@ fn slow_figures(
     row.set("server_rss_max_bytes", samples.max_rss);
     row.set("server_rss_end_bytes", row.server_rss_bytes);
     row.set("rss_samples", samples.count);
-    row.set("slow_client_dropped", samples.first_slow_close.is_some());
+    row.set("slow_client_dropped", samples.first_rise.is_some());
     row.set(
         "slow_client_dropped_after_s",
-        samples.first_slow_close.map(|t| round(t.as_secs_f64(), 1)),
+        samples.first_rise.map(|t| round(t.as_secs_f64(), 1)),
     );
     row.set("server_counters", counters.clone());
 }

@@ -1,10 +1,12 @@
 //! The crosswire server under test: one node serving `crosswire::demo`, alone or on Redis.
+//! It binds each connection to the socket id of its `?id=` query parameter (the demo's
+//! connection handler), so the auth timeout never closes a bench client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crosswire::redis::RedisBroker;
-use crosswire::ws::{WsConfig, WsServer};
+use crosswire::ws::{RateLimit, WsConfig, WsServer};
 use crosswire::Node;
 
 use super::{announce, ServerSpec};
@@ -30,7 +32,17 @@ pub(super) async fn start(
     }
     let node = builder.build().await.map_err(|e| format!("node: {e}"))?;
     crosswire::demo::install(&node);
-    let config = WsConfig::default().outbound_queue(spec.outbound_queue);
+    let mut config = WsConfig::default().outbound_queue(spec.outbound_queue);
+    if spec.stall_timeout_secs > 0.0 {
+        let timeout = Duration::try_from_secs_f64(spec.stall_timeout_secs)
+            .map_err(|e| format!("--stall-timeout: {e}"))?;
+        config = config.stall_timeout(timeout);
+    }
+    match spec.rate_limit {
+        None => {}
+        Some(0) => config = config.rate_limit(None),
+        Some(n) => config = config.rate_limit(Some(RateLimit::per_second(n))),
+    }
     let server = WsServer::bind("127.0.0.1:0", node.clone(), config)
         .await
         .map_err(|e| format!("bind: {e}"))?;
@@ -46,21 +58,54 @@ pub(super) async fn start(
     }))
 }
 
-/// The node's counters as JSON.
+/// The node's counters as JSON: every field of `MetricsSnapshot`, read from its `Debug`
+/// form (`MetricsSnapshot { name: 1, ... }`), so that counters added to crosswire appear here
+/// without a change.
 struct MetricsJson(crosswire::MetricsSnapshot);
 
 impl serde::Serialize for MetricsJson {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let m = &self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("malformed_frames", &m.malformed_frames)?;
-        map.serialize_entry("oversized_frames", &m.oversized_frames)?;
-        map.serialize_entry("publish_failures", &m.publish_failures)?;
-        map.serialize_entry("sends_to_closed", &m.sends_to_closed)?;
-        map.serialize_entry("slow_consumer_closes", &m.slow_consumer_closes)?;
-        map.serialize_entry("dead_connections", &m.dead_connections)?;
-        map.serialize_entry("unhandled_events", &m.unhandled_events)?;
+        let debug = format!("{:?}", self.0);
+        let fields = debug_fields(&debug);
+        let mut map = s.serialize_map(Some(fields.len()))?;
+        for (name, value) in fields {
+            map.serialize_entry(name, &value)?;
+        }
         map.end()
+    }
+}
+
+/// The `name: number` fields of a struct's derived `Debug` text.
+fn debug_fields(debug: &str) -> Vec<(&str, u64)> {
+    let body = debug
+        .split_once('{')
+        .map_or("", |(_, rest)| rest.trim_end().trim_end_matches('}'));
+    body.split(',')
+        .filter_map(|field| {
+            let (name, value) = field.split_once(':')?;
+            Some((name.trim(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metrics_field_is_serialized() {
+        let value = serde_json::to_value(MetricsJson(crosswire::MetricsSnapshot::default()))
+            .expect("a map of numbers");
+        for key in [
+            "slow_consumer_closes",
+            "read_pauses",
+            "stalled_closes",
+            "limit_rate",
+            "dead_connections",
+            "auth_timeouts",
+        ] {
+            assert_eq!(value[key], 0, "{key} in {value}");
+        }
     }
 }

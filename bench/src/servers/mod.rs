@@ -11,6 +11,7 @@ mod crosswire_node;
 pub mod procstat;
 pub mod redis;
 mod sndbuf;
+pub mod tcp_queues;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -68,6 +69,11 @@ pub struct ServerSpec {
     pub outbound_queue: usize,
     /// `SO_SNDBUF` of accepted connections, bytes; 0 = the kernel's default (autotuned).
     pub sndbuf: u32,
+    /// Crosswire's stall timeout (`WsConfig::stall_timeout`), seconds; 0 = its default.
+    pub stall_timeout_secs: f64,
+    /// Crosswire's per-connection message rate limit: `None` = its default (1,000/s,
+    /// throttled), `Some(0)` = none, `Some(n)` = n messages a second, throttled.
+    pub rate_limit: Option<u32>,
 }
 
 impl ServerSpec {
@@ -81,6 +87,8 @@ impl ServerSpec {
             ping_interval_secs: 30,
             outbound_queue: 1024,
             sndbuf: 0,
+            stall_timeout_secs: 0.0,
+            rate_limit: None,
         }
     }
 
@@ -99,6 +107,11 @@ impl ServerSpec {
             self.outbound_queue.to_string(),
             "--sndbuf".into(),
             self.sndbuf.to_string(),
+            "--stall-timeout".into(),
+            self.stall_timeout_secs.to_string(),
+            "--rate-limit".into(),
+            self.rate_limit
+                .map_or_else(|| "default".into(), |n| n.to_string()),
         ];
         for url in &self.redis {
             args.push("--redis".into());
@@ -123,6 +136,13 @@ impl ServerSpec {
                 "--ping-interval" => spec.ping_interval_secs = number(flag, value()?)?,
                 "--outbound-queue" => spec.outbound_queue = number(flag, value()?)?,
                 "--sndbuf" => spec.sndbuf = number(flag, value()?)?,
+                "--stall-timeout" => spec.stall_timeout_secs = number(flag, value()?)?,
+                "--rate-limit" => {
+                    spec.rate_limit = match value()?.as_str() {
+                        "default" => None,
+                        n => Some(number(flag, n)?),
+                    }
+                }
                 other => return Err(format!("serve: unknown flag {other}")),
             }
         }
@@ -228,7 +248,8 @@ impl ServerProcess {
     }
 
     /// The server's own counters as a JSON object: `connections` (open WebSocket connections)
-    /// for every kind, plus crosswire's `Metrics` fields (`slow_consumer_closes`, ...).
+    /// for every kind, plus every field of crosswire's `MetricsSnapshot`
+    /// (`slow_consumer_closes`, `read_pauses`, ...).
     pub async fn counters(&mut self) -> Result<serde_json::Value, String> {
         self.probe().counters().await
     }

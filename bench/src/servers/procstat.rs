@@ -1,4 +1,5 @@
-//! CPU time and resident memory of a process, read from `/proc/PID/stat`.
+//! CPU time and resident memory of a process, read from `/proc/PID/stat`, and its open file
+//! descriptors (`/proc/PID/fd`).
 
 use std::io;
 
@@ -30,6 +31,11 @@ impl ProcStats {
             rss_bytes,
         })
     }
+}
+
+/// Open file descriptors of process `pid` (entries of `/proc/PID/fd`).
+pub fn open_fds(pid: u32) -> io::Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
 }
 
 /// utime + stime (fields 14 and 15 of `stat`), in seconds.
@@ -64,6 +70,11 @@ fn rss_bytes(status: &str) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_this_process_descriptors() {
+        assert!(open_fds(std::process::id()).unwrap() >= 3);
+    }
 
     #[test]
     fn parses_a_stat_line_with_spaces_in_the_name() {
