@@ -201,11 +201,24 @@ pub(crate) fn open(raw: &Bytes, key: Option<&ClusterKey>) -> Result<Bytes, Envel
         }
     };
     if flags & FLAG_ZSTD != 0 {
-        zstd::bulk::decompress(&raw[body_start..], MAX_DECOMPRESSED)
+        let compressed = &raw[body_start..];
+        zstd::bulk::decompress(compressed, decompressed_capacity(compressed))
             .map(Bytes::from)
             .map_err(EnvelopeError::Decompress)
     } else {
         Ok(raw.slice(body_start..))
+    }
+}
+
+/// The buffer to decompress `compressed` into: the size its zstd frame declares (the encoder
+/// writes it, and zstd refuses a body of any other size), else [`MAX_DECOMPRESSED`]; never
+/// more. `zstd::bulk::decompress` reserves the whole capacity up front, and the opened body
+/// keeps it for as long as frames sliced from it are queued.
+fn decompressed_capacity(compressed: &[u8]) -> usize {
+    match zstd::zstd_safe::get_frame_content_size(compressed) {
+        Ok(Some(declared)) => usize::try_from(declared)
+            .map_or(MAX_DECOMPRESSED, |declared| declared.min(MAX_DECOMPRESSED)),
+        _ => MAX_DECOMPRESSED,
     }
 }
 

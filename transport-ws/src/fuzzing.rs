@@ -16,7 +16,7 @@ use crate::connection::reader::{self, FrameReader, Message, ReadEnd};
 pub const MAX_HEAD: usize = reader::MAX_HEAD;
 /// The most the reader takes from the socket in one read into its stack buffer (the reader's
 /// `STACK_READ`).
-pub const STACK_READ: usize = 8 * 1024;
+pub const STACK_READ: usize = reader::STACK_READ;
 
 /// One message the reader handed on, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,8 @@
 //!
 //! Each connection is served by one task that holds no buffer while idle; see
 //! [`WsConfig`] for limits and the slow-consumer policy.
-
+//!
+#![doc = include_str!("docs/frames.md")]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

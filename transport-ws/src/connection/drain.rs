@@ -169,6 +169,9 @@ mod tests {
         drain.feed(&head);
         assert!(drain.raw);
         drain.feed(&frame(CLOSE, 0));
-        assert!(!drain.is_done(), "a close frame is not looked for in garbage");
+        assert!(
+            !drain.is_done(),
+            "a close frame is not looked for in garbage"
+        );
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use super::drain::Drain;
 
 /// Size of the stack buffer one read lands in.
-const STACK_READ: usize = 8 * 1024;
+pub(crate) const STACK_READ: usize = 8 * 1024;
 /// Longest frame header of a client frame: 2 + 8 (length) + 4 (mask).
 pub(crate) const MAX_HEAD: usize = 14;
 
