@@ -10,6 +10,10 @@
 //! (then `b` on 9001, `c` on 9002). `--redis redis://HOST:PORT` is repeatable for several
 //! independent Redis servers; the default is `redis://127.0.0.1:6379`.
 //!
+//! On NATS likewise: `cargo run --features nats --example cluster -- --broker nats --name a
+//! --port 9000` (then `b` on 9001, `c` on 9002). `--nats nats://HOST:PORT` is repeatable for
+//! several servers of one NATS cluster; the default is `nats://127.0.0.1:4222`.
+//!
 //! Then connect clients, e.g. with websocat:
 //! `websocat 'ws://127.0.0.1:9000/?id=1'` and `websocat 'ws://127.0.0.1:9001/?id=2'`, and send
 //! `{"event":"command","payload":{"action":"toPlayer","toPlayerId":"2","msg":"hi"},"callbackId":"c1"}`.
@@ -26,11 +30,14 @@ struct Args {
     broker: String,
     name: Option<String>,
     redis: Vec<String>,
+    nats: Vec<String>,
 }
 
 const USAGE: &str = "usage: cluster [--nodes N (default 3)] [--port P (default 9000)]
-       [--broker memory|redis (default memory)] [--name NAME (redis: this process's node)]
-       [--redis URL (repeatable, default redis://127.0.0.1:6379)]";
+       [--broker memory|redis|nats (default memory)]
+       [--name NAME (redis, nats: this process's node)]
+       [--redis URL (repeatable, default redis://127.0.0.1:6379)]
+       [--nats URL (repeatable, default nats://127.0.0.1:4222)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -39,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         broker: "memory".into(),
         name: None,
         redis: Vec::new(),
+        nats: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
             "--broker" => args.broker = value()?,
             "--name" => args.name = Some(value()?),
             "--redis" => args.redis.push(value()?),
+            "--nats" => args.nats.push(value()?),
             "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}; try --help")),
         }
@@ -56,9 +65,9 @@ fn parse_args() -> Result<Args, String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
-    if !matches!(args.broker.as_str(), "memory" | "redis") {
+    if !matches!(args.broker.as_str(), "memory" | "redis" | "nats") {
         return Err(format!(
-            "--broker must be memory or redis, not {}",
+            "--broker must be memory, redis or nats, not {}",
             args.broker
         ));
     }
@@ -82,6 +91,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     if args.broker == "redis" {
         return run_on_redis(args).await;
+    }
+    if args.broker == "nats" {
+        return run_on_nats(args).await;
     }
     let hub = MemoryHub::new();
     let mut servers = Vec::new();
@@ -164,6 +176,51 @@ async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
 #[cfg(not(feature = "redis"))]
 async fn run_on_redis(_args: Args) -> Result<(), Box<dyn Error>> {
     eprintln!("this example was built without Redis: run it with `--features redis`");
+    std::process::exit(2);
+}
+
+/// One node in this process on NATS; other processes with other names join the cluster.
+#[cfg(feature = "nats")]
+async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
+    use crosswire::nats::NatsBroker;
+
+    let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
+    let broker = args
+        .nats
+        .iter()
+        .fold(NatsBroker::builder(), |b, url| b.url(url))
+        .server_name(&name)
+        .on_health_change(|e| {
+            tracing::info!(nats = %e.server, event = %e.event, healthy = e.healthy, error = ?e.error, "nats health changed");
+        })
+        .build()
+        .await?;
+    let node = Node::builder()
+        .server_name(&name)
+        .broker(broker.clone())
+        .build()
+        .await?;
+    crosswire::demo::install(&node);
+    log_connections(&node);
+    let server = WsServer::bind(("127.0.0.1", args.port), node, WsConfig::default()).await?;
+    println!(
+        "{name} listening on ws://{}/?id=<your id>",
+        server.local_addr()
+    );
+    println!(
+        "on NATS {} (healthy: {}); Ctrl-C to stop",
+        broker.server(),
+        broker.is_healthy()
+    );
+    tokio::signal::ctrl_c().await?;
+    let report = server.shutdown().await;
+    println!("shut down: {report:?}");
+    Ok(())
+}
+
+#[cfg(not(feature = "nats"))]
+async fn run_on_nats(_args: Args) -> Result<(), Box<dyn Error>> {
+    eprintln!("this example was built without NATS: run it with `--features nats`");
     std::process::exit(2);
 }
 

@@ -14,6 +14,9 @@
 //! `cargo run --features redis --example cross_server -- --redis-sender --name senderA`.
 //! `--redis URL` (repeatable) picks the Redis servers; default `redis://127.0.0.1:6379`.
 //! The sender's `--expect N` (default 1) is how many servers' replies it collects.
+//!
+//! On NATS the same with `--nats-server` / `--nats-sender` and `--features nats`;
+//! `--nats URL` (repeatable: servers of one NATS cluster) defaults to `nats://127.0.0.1:4222`.
 
 use std::error::Error;
 use std::time::Duration;
@@ -31,6 +34,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .any(|a| a == "--redis-server" || a == "--redis-sender")
     {
         return redis_mode(&args).await;
+    }
+    if args
+        .iter()
+        .any(|a| a == "--nats-server" || a == "--nats-sender")
+    {
+        return nats_mode(&args).await;
     }
     let hub = MemoryHub::new();
 
@@ -127,13 +136,23 @@ fn install_say(node: &Node) {
     });
 }
 
-/// `--redis-server` waits for `say` and answers it; `--redis-sender` emits `say` to every
-/// node and prints the replies.
-#[cfg(feature = "redis")]
-async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
-    use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
+/// The command line of the one-node-per-process modes: the node's name, whether it is the
+/// sender, how many replies the sender waits for, and the broker URLs given with `url_flag`.
+#[cfg(any(feature = "redis", feature = "nats"))]
+struct ProcessArgs {
+    name: String,
+    sender: bool,
+    expect: usize,
+    urls: Vec<String>,
+}
 
-    let sender = args.iter().any(|a| a == "--redis-sender");
+#[cfg(any(feature = "redis", feature = "nats"))]
+fn process_args(
+    args: &[String],
+    sender_flag: &str,
+    url_flag: &str,
+) -> Result<ProcessArgs, Box<dyn Error>> {
+    let sender = args.iter().any(|a| a == sender_flag);
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -146,30 +165,83 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
         Some(n) => n.parse().map_err(|e| format!("--expect: {e}"))?,
         None => 1,
     };
-    let mut urls: Vec<String> = args
+    let urls: Vec<String> = args
         .windows(2)
-        .filter(|w| w[0] == "--redis")
+        .filter(|w| w[0] == url_flag)
         .map(|w| w[1].clone())
         .collect();
-    if urls.is_empty() {
-        urls.push(DEFAULT_REDIS_URL.into());
-    }
     println!("Using configured values - serverName: {name}");
-    let broker = urls
+    Ok(ProcessArgs {
+        name,
+        sender,
+        expect,
+        urls,
+    })
+}
+
+/// `--redis-server` waits for `say` and answers it; `--redis-sender` emits `say` to every
+/// node and prints the replies.
+#[cfg(feature = "redis")]
+async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
+    use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
+
+    let mut p = process_args(args, "--redis-sender", "--redis")?;
+    if p.urls.is_empty() {
+        p.urls.push(DEFAULT_REDIS_URL.into());
+    }
+    let broker = p
+        .urls
         .iter()
         .fold(RedisBroker::builder(), |b, url| b.url(url))
-        .server_name(&name)
+        .server_name(&p.name)
         .on_health_change(|e| println!("Node health status changed: {e:?}"))
         .on_subscription_error(|e| println!("onRedisSubscriptionError: {e:?}"))
         .build()
         .await?;
     let node = Node::builder()
-        .server_name(&name)
+        .server_name(&p.name)
         .broker(broker)
         .build()
         .await?;
+    say_mode(node, &p).await
+}
+
+/// `--nats-server` waits for `say` and answers it; `--nats-sender` emits `say` to every
+/// node and prints the replies.
+#[cfg(feature = "nats")]
+async fn nats_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
+    use crosswire::nats::NatsBroker;
+
+    let p = process_args(args, "--nats-sender", "--nats")?;
+    let broker = p
+        .urls
+        .iter()
+        .fold(NatsBroker::builder(), |b, url| b.url(url))
+        .server_name(&p.name)
+        .on_health_change(|e| println!("NATS health changed: {e:?}"))
+        .build()
+        .await?;
+    let node = Node::builder()
+        .server_name(&p.name)
+        .broker(broker)
+        .build()
+        .await?;
+    say_mode(node, &p).await
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats_mode(_args: &[String]) -> Result<(), Box<dyn Error>> {
+    eprintln!("this example was built without NATS: run it with `--features nats`");
+    std::process::exit(2);
+}
+
+/// A server waits for `say` and answers it; a sender emits `say` to every node and prints
+/// the replies.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn say_mode(node: Node, p: &ProcessArgs) -> Result<(), Box<dyn Error>> {
+    let name = &p.name;
     install_say(&node);
-    if !sender {
+    if !p.sender {
         println!("{name} waits for cross-server events; Ctrl-C to stop");
         tokio::signal::ctrl_c().await?;
         node.shutdown(Duration::from_secs(5)).await;
@@ -187,7 +259,7 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
             &json!({ "content": "please respond for the promise" }),
         )
         .except_self(true)
-        .expect(expect)
+        .expect(p.expect)
         .timeout(Duration::from_secs(2))
         .collect()
         .await?;

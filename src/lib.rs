@@ -8,7 +8,7 @@
 //! bound to application socket ids. You deliver to everyone, to one id, to many ids or to a
 //! room with the same call whether the client sits on this node or another; and nodes emit
 //! events to each other and collect replies. Nodes meet through a [`Broker`]: in-memory
-//! ([`memory`], the default) or Redis — application code does not change.
+//! ([`memory`], the default), Redis or NATS — application code does not change.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,7 +16,7 @@
 //! use crosswire::ws::{WsConfig, WsServer};
 //! use crosswire::{system, Node};
 //!
-//! let hub = MemoryHub::new(); // one per process; Redis across machines
+//! let hub = MemoryHub::new(); // one per process; Redis or NATS across machines
 //! let node = Node::builder().server_name("a").broker(hub.broker()).build().await?;
 //!
 //! let n = node.clone();
@@ -53,6 +53,7 @@
 //! | `client` | yes | [`client::Connector`]: the Rust client connector, `ws://` and `wss://` |
 //! | `redis` | no | `redis::RedisBroker`: nodes in many processes over one or more Redis servers |
 //! | `redis-tls` | no | `rediss://` (TLS) Redis connections, rustls on `ring` |
+//! | `nats` | no | `nats::NatsBroker`: nodes in many processes over one NATS server or cluster |
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -85,6 +86,13 @@ pub mod memory {
 pub mod redis {
     #[doc(inline)]
     pub use crosswire_redis::*;
+}
+
+/// The NATS broker: nodes in many processes and machines over one NATS server or cluster.
+#[cfg(feature = "nats")]
+pub mod nats {
+    #[doc(inline)]
+    pub use crosswire_nats::*;
 }
 
 pub mod demo;

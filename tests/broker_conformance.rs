@@ -36,3 +36,25 @@ async fn redis() {
     })
     .await;
 }
+
+/// The suite on one real `nats-server`: every broker is a separate connection.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats() {
+    use crosswire::nats::NatsBroker;
+    let server = support::nats::NatsServer::start().await;
+    let url = server.url();
+    let prefix = support::conformance::unique("prefix");
+    support::conformance::run(|| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            NatsBroker::builder()
+                .url(&url)
+                .subject_prefix(prefix)
+                .build()
+                .await
+                .expect("build a NATS broker") as Arc<dyn Broker>
+        }
+    })
+    .await;
+}

@@ -5,6 +5,8 @@ pub mod client;
 pub mod conformance;
 #[cfg(feature = "client")]
 pub mod connector;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod node_js;
 pub mod observed;
 pub mod raw;

@@ -1,0 +1,310 @@
+//! The NATS broker against a real `nats-server` (installed by `scripts/test.sh`; Debian:
+//! `apt-get install -y nats-server`) on a free port: hostile channel names end to end, the
+//! `max_payload` check, connection errors, and health across a server restart.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use crosswire_core::{Broker, BrokerErrorKind, Inbound};
+use crosswire_nats::{NatsBroker, NatsBrokerError, NatsHealth, NatsHealthEvent};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+/// A `nats-server` child process on 127.0.0.1, killed on drop.
+struct Server {
+    port: u16,
+    config: Option<TempConfig>,
+    child: Option<Child>,
+}
+
+/// A config file removed on drop (no extra dependency for one file).
+struct TempConfig(std::path::PathBuf);
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Server {
+    async fn start(config: Option<&str>) -> Server {
+        let port = free_port();
+        let config = config.map(|text| {
+            let path = std::env::temp_dir()
+                .join(format!("crosswire-nats-{}-{port}.conf", std::process::id()));
+            std::fs::write(&path, text).expect("write the nats-server config");
+            TempConfig(path)
+        });
+        let mut server = Server {
+            port,
+            config,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// (Re)starts on the same port and waits until it greets a client.
+    async fn restart(&mut self) {
+        self.kill().await;
+        let mut command = Command::new("nats-server");
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(&config.0);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nats-server (install it: apt-get install -y nats-server)");
+        self.child = Some(child);
+        let port = self.port;
+        tokio::time::timeout(WAIT, async move {
+            use tokio::io::AsyncReadExt;
+            loop {
+                if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                    let mut buf = [0u8; 4];
+                    if stream.read_exact(&mut buf).await.is_ok() && &buf == b"INFO" {
+                        return;
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("nats-server greets within 10 s");
+    }
+}
+
+async fn recv(inbound: &mut Inbound) -> (String, Bytes) {
+    let m = tokio::time::timeout(WAIT, inbound.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("the inbound stream is open");
+    (m.channel, m.payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_channel_names_stay_apart() {
+    let server = Server::start(None).await;
+    let broker = NatsBroker::builder()
+        .url(&server.url())
+        .build()
+        .await
+        .unwrap();
+    let mut inbound = broker.take_inbound().unwrap();
+    let names: Vec<String> = [
+        "a.b",
+        "a",
+        "b",
+        "*",
+        ">",
+        "a b",
+        "",
+        "~",
+        "~7E",
+        "日本語",
+        "a.*",
+        "a.>",
+        "$SYS.x",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain(["x".repeat(256), "é".repeat(128)])
+    .collect();
+    for name in &names {
+        broker.subscribe(name).await.unwrap();
+    }
+    for name in &names {
+        broker
+            .publish(name, Bytes::from(format!("for {name}")))
+            .await
+            .unwrap();
+        let (channel, payload) = recv(&mut inbound).await;
+        assert_eq!(channel, *name);
+        assert_eq!(payload, format!("for {name}").as_bytes());
+    }
+    // A publish on an unsubscribed name that wildcards or dots would have matched reaches
+    // nothing: `a.b` is not `a` then `b`, and `*` is not a wildcard.
+    broker
+        .publish("a.c", Bytes::from_static(b"no"))
+        .await
+        .unwrap();
+    broker
+        .publish("c", Bytes::from_static(b"no"))
+        .await
+        .unwrap();
+    broker
+        .publish("a", Bytes::from_static(b"marker"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&mut inbound).await,
+        ("a".to_owned(), Bytes::from_static(b"marker"))
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(150), inbound.recv())
+            .await
+            .is_err(),
+        "nothing else arrives"
+    );
+    let mut channels = broker.channels().await;
+    channels.sort();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(channels, expected);
+    assert_eq!(broker.subject_for("ws:chat"), "crosswire.ws~3Achat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_over_max_payload_are_rejected_naming_the_limit() {
+    let server = Server::start(Some("max_payload: 4096\n")).await;
+    let broker = NatsBroker::builder()
+        .url(&server.url())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(broker.max_payload(), 4096);
+    let mut inbound = broker.take_inbound().unwrap();
+    broker.subscribe("big").await.unwrap();
+    broker
+        .publish("big", Bytes::from(vec![7u8; 4096]))
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut inbound).await.1.len(), 4096);
+    let err = broker
+        .publish("big", Bytes::from(vec![7u8; 4097]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), BrokerErrorKind::Rejected);
+    assert!(err.to_string().contains("4096"), "{err}");
+    assert!(
+        broker.is_healthy(),
+        "a refused publish does not break the connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_and_unreachable_servers_fail_the_build() {
+    let err = NatsBroker::builder()
+        .subject_prefix("a.*")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, NatsBrokerError::InvalidPrefix { .. }),
+        "{err}"
+    );
+    let err = NatsBroker::builder()
+        .url("nats://u:secret@[::1")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NatsBrokerError::InvalidUrl { .. }), "{err}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+    let err = NatsBroker::builder()
+        .url(&format!("nats://127.0.0.1:{}", free_port()))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NatsBrokerError::Connect { .. }), "{err}");
+    let builder = NatsBroker::builder()
+        .url("nats://u:secret@127.0.0.1:1")
+        .user_password("u", "secret")
+        .token("secret");
+    assert!(!format!("{builder:?}").contains("secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_a_server_restart_and_subscriptions_come_back() {
+    let mut server = Server::start(None).await;
+    let (events, mut health) = mpsc::unbounded_channel::<NatsHealthEvent>();
+    let broker: Arc<NatsBroker> = NatsBroker::builder()
+        .url(&server.url())
+        .server_name("a")
+        .on_health_change(move |e| {
+            let _ = events.send(e);
+        })
+        .build()
+        .await
+        .unwrap();
+    assert!(broker.is_healthy());
+    let mut inbound = broker.take_inbound().unwrap();
+    broker.subscribe("room").await.unwrap();
+
+    server.kill().await;
+    let down = next_event(&mut health, NatsHealth::Disconnected)
+        .await
+        .expect("a Disconnected event");
+    assert!(!down.healthy);
+    assert_eq!(down.server_name, "a");
+    assert!(!broker.is_healthy());
+    let err = broker
+        .publish("room", Bytes::from_static(b"lost"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), BrokerErrorKind::Unavailable);
+
+    server.restart().await;
+    let up = next_event(&mut health, NatsHealth::Connected)
+        .await
+        .expect("a Connected event");
+    assert!(up.healthy);
+    assert!(
+        up.server.ends_with(&server.port.to_string()),
+        "{}",
+        up.server
+    );
+    // The client re-subscribed on its own: a fresh subscribe (its probe round trip) after
+    // the reconnect orders the re-subscription before the publish.
+    broker.subscribe("marker").await.unwrap();
+    broker
+        .publish("room", Bytes::from_static(b"back"))
+        .await
+        .unwrap();
+    assert_eq!(
+        recv(&mut inbound).await,
+        ("room".to_owned(), Bytes::from_static(b"back"))
+    );
+    assert_eq!(broker.slow_consumer_events(), 0);
+}
+
+/// The next health event of kind `want`, skipping others; `Err` after [`WAIT`].
+async fn next_event(
+    health: &mut mpsc::UnboundedReceiver<NatsHealthEvent>,
+    want: NatsHealth,
+) -> Result<NatsHealthEvent, tokio::time::error::Elapsed> {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = health.recv().await.expect("health events");
+            if e.event == want {
+                return e;
+            }
+        }
+    })
+    .await
+}
