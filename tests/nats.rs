@@ -1,5 +1,6 @@
 //! The NATS broker against real `nats-server` processes started on free ports: the node
-//! conformance cases, a server restart under steady traffic, a cluster of two routed
+//! conformance cases, a server restart under steady traffic, subscriptions back once a
+//! reconnected broker reports healthy, a cluster of two routed
 //! servers, one application run unchanged on memory, Redis and NATS, and a cluster of
 //! separate OS processes (the `cluster` example).
 #![cfg(feature = "nats")]
@@ -339,6 +340,92 @@ async fn nats_restart_under_steady_traffic_recovers_without_restarting_nodes() {
     assert!(
         received.iter().all(|seq| sent.iter().any(|s| s.0 == *seq)),
         "only sent numbers arrive"
+    );
+}
+
+// ----- 2b. subscriptions are back when a reconnected broker reports healthy -----------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_back_as_soon_as_a_reconnected_broker_reports_healthy() {
+    use crosswire::nats::NatsHealth;
+    use std::sync::atomic::AtomicBool;
+
+    let mut nats = NatsServer::start().await;
+    // `back` gets the first healthy Connected event after a Disconnected; `tries` the
+    // reconnect attempt numbers.
+    let (back_tx, mut back) = mpsc::unbounded_channel::<()>();
+    let (tries_tx, mut tries) = mpsc::unbounded_channel::<usize>();
+    let was_down = Arc::new(AtomicBool::new(false));
+    let broker = NatsBroker::builder()
+        .url(&nats.url())
+        .server_name("subscriber")
+        .on_health_change({
+            let was_down = was_down.clone();
+            move |e| match e.event {
+                NatsHealth::Disconnected => was_down.store(true, Ordering::SeqCst),
+                NatsHealth::Reconnecting { attempt, .. } => {
+                    let _ = tries_tx.send(attempt);
+                }
+                NatsHealth::Connected if e.healthy && was_down.load(Ordering::SeqCst) => {
+                    let _ = back_tx.send(());
+                }
+                _ => {}
+            }
+        })
+        .build()
+        .await
+        .expect("build the subscribing broker");
+    let mut inbound = broker.take_inbound().expect("the inbound stream");
+    // Many subscriptions, so that re-sending them takes the client and the server a while
+    // (reporting healthy on async-nats' own `Connected` event, before the `SUB`s are even
+    // queued, lost hundreds of these 5000 messages).
+    let channels: Vec<String> = (0..5000).map(|i| format!("ws:room-{i}")).collect();
+    for result in futures_util::future::join_all(channels.iter().map(|c| broker.subscribe(c))).await
+    {
+        result.expect("subscribe");
+    }
+
+    nats.kill().await;
+    // Let the client's backoff grow (try 10 waits 512 ms first, try 11 1 s), so that the
+    // publisher below is connected well before the subscriber comes back.
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while tries.recv().await.expect("health events") < 10 {}
+    })
+    .await
+    .expect("10 reconnect tries within 15 s");
+    nats.restart().await;
+    let publisher = nats_broker(&nats.url(), "publisher").await;
+    assert!(
+        !broker.is_healthy(),
+        "the subscriber is still waiting to reconnect"
+    );
+    tokio::time::timeout(Duration::from_secs(15), back.recv())
+        .await
+        .expect("the broker reports healthy again within 15 s")
+        .expect("health events");
+    assert!(broker.is_healthy());
+    // At once, the other connection publishes on every channel: each message arrives.
+    for channel in &channels {
+        publisher
+            .publish(channel, bytes::Bytes::from(channel.clone()))
+            .await
+            .expect("publish");
+    }
+    let mut missing: BTreeSet<String> = channels.iter().cloned().collect();
+    let arrived = tokio::time::timeout(WAIT, async {
+        while !missing.is_empty() {
+            let message = inbound.recv().await.expect("the inbound stream is open");
+            assert_eq!(message.payload, message.channel.as_bytes());
+            missing.remove(&message.channel);
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "{} of {} messages published right after the broker reported healthy were lost: {:?}",
+        missing.len(),
+        channels.len(),
+        missing.iter().take(10).collect::<Vec<_>>()
     );
 }
 

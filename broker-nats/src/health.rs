@@ -2,16 +2,30 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What happened to the NATS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NatsHealth {
-    /// Connected (or reconnected) to a NATS server; every subscription is re-established.
+    /// Connected to a NATS server. After a reconnect, raised only once the server has
+    /// confirmed that every subscription is back (a probe round trip on the new connection,
+    /// sent after the client re-sent every `SUB`), so messages published from then on reach
+    /// this node.
     Connected,
     /// The connection was lost. The client keeps reconnecting to the configured servers (and
-    /// the ones they announced) until one answers.
+    /// the ones they announced) until one answers; each try is a
+    /// [`Reconnecting`](NatsHealth::Reconnecting) event.
     Disconnected,
+    /// The client is about to try to reconnect, after `delay`. `attempt` counts the tries
+    /// since the connection was lost (one per server tried), from 1. The delays are the
+    /// async-nats defaults: none before the first try, then 2^(attempt - 1) ms, at most 4 s.
+    Reconnecting {
+        /// The try since the connection was lost, from 1.
+        attempt: usize,
+        /// How long the client waits before this try.
+        delay: Duration,
+    },
     /// The connected server entered lame duck mode: it will shut down soon, and the client
     /// moves to another server when it does.
     LameDuckMode,
@@ -27,12 +41,13 @@ pub enum NatsHealth {
 }
 
 impl NatsHealth {
-    /// A short name: `connected`, `disconnected`, `lame-duck`, `slow-consumer`,
-    /// `server-error`, `client-error`, `closed`.
+    /// A short name: `connected`, `disconnected`, `reconnecting`, `lame-duck`,
+    /// `slow-consumer`, `server-error`, `client-error`, `closed`.
     pub fn as_str(&self) -> &'static str {
         match self {
             NatsHealth::Connected => "connected",
             NatsHealth::Disconnected => "disconnected",
+            NatsHealth::Reconnecting { .. } => "reconnecting",
             NatsHealth::LameDuckMode => "lame-duck",
             NatsHealth::SlowConsumer => "slow-consumer",
             NatsHealth::ServerError => "server-error",

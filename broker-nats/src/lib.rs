@@ -40,7 +40,17 @@
 //!   confirmed: NATS core is at-most-once).
 //! - **Health.** The client's connection events become [`NatsHealthEvent`]s
 //!   ([`on_health_change`](NatsBrokerBuilder::on_health_change)) and the
-//!   [`is_healthy`](NatsBroker::is_healthy) flag. When the client falls behind on a
+//!   [`is_healthy`](NatsBroker::is_healthy) flag: `disconnected` when the connection is
+//!   lost, `reconnecting` before each try to get it back (with the attempt number and the
+//!   client's backoff delay), and `connected` once it is back **and** the subscriptions are.
+//!   async-nats raises its own `Connected` event as soon as the new connection's handshake
+//!   is done, *before* it queues the `SUB`s again (async-nats 0.51, `src/connector.rs`,
+//!   `Connector::try_connect_to_server`, then `src/lib.rs`,
+//!   `ConnectionHandler::handle_reconnect`), so the broker does not trust it: it publishes a
+//!   probe on the new connection (the client sends it after the `SUB`s, since it reads no
+//!   command while it reconnects) and reports `connected` and healthy when the probe comes
+//!   back, by which time the server has processed every `SUB`. Until then publishes fail
+//!   with [`BrokerErrorKind::Unavailable`]. When the client falls behind on a
 //!   subscription (its per-subscription buffer is full because the node does not drain its
 //!   inbound queue fast enough), NATS drops messages for it: each such event is counted
 //!   ([`slow_consumer_events`](NatsBroker::slow_consumer_events)) and logged, at most once a
@@ -119,6 +129,8 @@ pub struct NatsBroker {
     subscriptions: tokio::sync::Mutex<HashMap<String, JoinHandle<()>>>,
     inbound: Mutex<Option<Inbound>>,
     probe_task: JoinHandle<()>,
+    /// Runs [`confirm_reconnects`].
+    confirm_task: JoinHandle<()>,
 }
 
 /// What the broker's tasks share.
@@ -141,12 +153,48 @@ struct Status {
     healthy: AtomicBool,
     slow_consumers: AtomicU64,
     slow_log: LogLimiter,
+    /// Where the connection stands; events are raised while it is locked, so they keep
+    /// their order whichever client task raises them.
+    link: Mutex<Link>,
+    /// Bumped on every reconnect; the confirmation task waits for it.
+    reconnects: watch::Sender<u64>,
     /// The client, to read the current server from; cleared on drop (it would keep the
     /// connection alive otherwise: the connection owns the callback that owns this).
     client: Mutex<Option<Client>>,
     /// The last server connected to, `host:port`.
     server: Mutex<String>,
     callbacks: Callbacks,
+}
+
+/// Where the connection stands, as the broker reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `build` has not connected yet.
+    Starting,
+    /// Connected, and every subscription is in place.
+    Up,
+    /// The connection is lost; the client is reconnecting.
+    Down,
+    /// Reconnected (reconnect number): waiting for the probe that confirms the subscriptions.
+    Confirming(u64),
+}
+
+struct Link {
+    phase: Phase,
+    /// Whether the client's `Connected` event of the first connection was seen.
+    first_connected_seen: bool,
+}
+
+/// The delay before reconnect try `attempt`, as async-nats 0.51's default
+/// (`connector::reconnect_delay_callback_default`, not public): none for the first try, then
+/// 2^(attempt - 1) ms, at most 4 s.
+fn reconnect_delay(attempt: usize) -> Duration {
+    if attempt <= 1 {
+        Duration::ZERO
+    } else {
+        let exp = u32::try_from(attempt - 1).unwrap_or(u32::MAX);
+        Duration::from_millis(2_u64.saturating_pow(exp)).min(Duration::from_secs(4))
+    }
 }
 
 impl Status {
@@ -167,17 +215,112 @@ impl Status {
         }
     }
 
+    /// `build` connected: the broker is up (it has no subscriptions yet).
+    fn started(&self) {
+        let mut link = self.link.lock();
+        if link.phase == Phase::Starting {
+            link.phase = Phase::Up;
+            self.healthy.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The client is about to try to reconnect (called by its reconnect delay callback, on
+    /// its connection task, before the `Connected` event of the new connection is sent).
+    fn on_reconnect_attempt(&self, attempt: usize, delay: Duration) {
+        let mut link = self.link.lock();
+        match link.phase {
+            Phase::Starting => return, // the first connection's tries
+            Phase::Up => {
+                // The client's `Disconnected` event may still be on its way: raise it now,
+                // so that it comes first (it is not raised twice: see `on_event`).
+                link.phase = Phase::Down;
+                self.healthy.store(false, Ordering::SeqCst);
+                self.log(&NatsHealth::Disconnected);
+                self.emit(NatsHealth::Disconnected, None);
+            }
+            Phase::Down | Phase::Confirming(_) => link.phase = Phase::Down,
+        }
+        tracing::debug!(
+            server_name = %self.settings_server_name,
+            attempt,
+            ?delay,
+            "NATS reconnecting"
+        );
+        self.emit(NatsHealth::Reconnecting { attempt, delay }, None);
+    }
+
+    /// The probe sent for reconnect `reconnect` came back: every subscription is in place.
+    fn confirmed(&self, reconnect: u64) {
+        let mut link = self.link.lock();
+        if link.phase == Phase::Confirming(reconnect) {
+            link.phase = Phase::Up;
+            self.healthy.store(true, Ordering::SeqCst);
+            self.log(&NatsHealth::Connected);
+            self.emit(NatsHealth::Connected, None);
+        }
+    }
+
+    /// Whether the broker still waits for the confirmation of reconnect `reconnect`.
+    fn confirming(&self, reconnect: u64) -> bool {
+        self.link.lock().phase == Phase::Confirming(reconnect)
+    }
+
+    fn log(&self, kind: &NatsHealth) {
+        tracing::info!(
+            server_name = %self.settings_server_name,
+            event = %kind,
+            "NATS connection {kind}"
+        );
+    }
+
+    fn emit(&self, kind: NatsHealth, error: Option<String>) {
+        let health = NatsHealthEvent {
+            event: kind,
+            healthy: self.healthy.load(Ordering::SeqCst),
+            server: self.current_server(),
+            server_name: self.settings_server_name.clone(),
+            error,
+        };
+        for callback in &self.callbacks.health {
+            callback(health.clone());
+        }
+    }
+
     fn on_event(&self, event: Event) {
+        let mut link = self.link.lock();
         let (kind, error) = match event {
-            Event::Connected => {
-                self.healthy.store(true, Ordering::SeqCst);
+            Event::Connected if !link.first_connected_seen => {
+                // The first connection, made by `build`.
+                link.first_connected_seen = true;
+                if link.phase == Phase::Starting {
+                    link.phase = Phase::Up;
+                    self.healthy.store(true, Ordering::SeqCst);
+                }
                 (NatsHealth::Connected, None)
             }
-            Event::Disconnected => {
+            Event::Connected => {
+                // A reconnect: the client has not even queued the `SUB`s again yet. Healthy
+                // once the confirmation task's probe comes back.
+                let mut reconnect = 0;
+                self.reconnects.send_modify(|n| {
+                    *n += 1;
+                    reconnect = *n;
+                });
+                link.phase = Phase::Confirming(reconnect);
                 self.healthy.store(false, Ordering::SeqCst);
+                return;
+            }
+            Event::Disconnected => {
+                let was_up = link.phase == Phase::Up;
+                link.phase = Phase::Down;
+                self.healthy.store(false, Ordering::SeqCst);
+                if !was_up {
+                    return; // already raised (by the reconnect callback), or never up again
+                }
                 (NatsHealth::Disconnected, None)
             }
             Event::Closed => {
+                link.phase = Phase::Down;
                 self.healthy.store(false, Ordering::SeqCst);
                 (NatsHealth::Closed, None)
             }
@@ -211,22 +354,9 @@ impl Status {
             _ => return,
         };
         if kind != NatsHealth::SlowConsumer {
-            tracing::info!(
-                server_name = %self.settings_server_name,
-                event = %kind,
-                "NATS connection {kind}"
-            );
+            self.log(&kind);
         }
-        let health = NatsHealthEvent {
-            event: kind,
-            healthy: self.healthy.load(Ordering::SeqCst),
-            server: self.current_server(),
-            server_name: self.settings_server_name.clone(),
-            error,
-        };
-        for callback in &self.callbacks.health {
-            callback(health.clone());
-        }
+        self.emit(kind, error);
     }
 }
 
@@ -246,7 +376,8 @@ impl NatsBroker {
         NatsBrokerBuilder::default()
     }
 
-    /// Whether the connection to NATS is up.
+    /// Whether the connection to NATS is up. After a reconnect, only once every subscription
+    /// is confirmed back (see [`NatsHealth::Connected`]).
     pub fn is_healthy(&self) -> bool {
         self.status.healthy.load(Ordering::SeqCst)
     }
@@ -279,39 +410,21 @@ impl NatsBroker {
         subject::subject(&self.shared.settings.prefix, channel)
     }
 
-    /// Waits until the server has processed every command this connection sent so far:
-    /// publishes a probe on the broker's private inbox and waits for it to come back.
+    /// Waits until the server has processed every command this connection sent so far (see
+    /// [`probe`]).
     async fn sync(&self) -> Result<(), BrokerError> {
-        let shared = &self.shared;
-        let mut seen = shared.probe_seen.subscribe();
-        let n = shared.probe_next.fetch_add(1, Ordering::SeqCst) + 1;
-        shared
-            .client
-            .publish(
-                shared.probe_subject.clone(),
-                Bytes::copy_from_slice(&n.to_be_bytes()),
+        match probe(&self.shared).await {
+            Probe::Back => Ok(()),
+            Probe::PublishFailed(e) => Err(BrokerError::new(
+                BrokerErrorKind::Unavailable,
+                "NATS connection is closed: cannot confirm the subscription",
             )
-            .await
-            .map_err(|e| {
-                BrokerError::new(
-                    BrokerErrorKind::Unavailable,
-                    "NATS connection is closed: cannot confirm the subscription",
-                )
-                .with_source(e)
-            })?;
-        let confirmed = tokio::time::timeout(
-            shared.settings.command_timeout,
-            seen.wait_for(|seen| *seen >= n),
-        )
-        .await
-        .map(|r| r.map(|_| ()));
-        match confirmed {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(BrokerError::new(
+            .with_source(e)),
+            Probe::ShuttingDown => Err(BrokerError::new(
                 BrokerErrorKind::Closed,
                 "the NATS broker is shutting down",
             )),
-            Err(_) => Err(BrokerError::new(
+            Probe::TimedOut => Err(BrokerError::new(
                 if self.is_healthy() {
                     BrokerErrorKind::TimedOut
                 } else {
@@ -319,9 +432,80 @@ impl NatsBroker {
                 },
                 format!(
                     "the NATS server did not confirm the subscription within {:?}",
-                    shared.settings.command_timeout
+                    self.shared.settings.command_timeout
                 ),
             )),
+        }
+    }
+}
+
+/// How a [`probe`] ended.
+enum Probe {
+    Back,
+    TimedOut,
+    PublishFailed(async_nats::PublishError),
+    ShuttingDown,
+}
+
+/// Publishes a probe on the broker's private inbox and waits (at most the command timeout)
+/// for it to come back. A server handles one connection's commands in order, and the client
+/// writes them in order, re-sending every `SUB` after a reconnect before any command queued
+/// meanwhile: when the probe is back, the server has processed every subscription made before
+/// it was published.
+async fn probe(shared: &Shared) -> Probe {
+    let mut seen = shared.probe_seen.subscribe();
+    let n = shared.probe_next.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Err(e) = shared
+        .client
+        .publish(
+            shared.probe_subject.clone(),
+            Bytes::copy_from_slice(&n.to_be_bytes()),
+        )
+        .await
+    {
+        return Probe::PublishFailed(e);
+    }
+    let back = tokio::time::timeout(
+        shared.settings.command_timeout,
+        seen.wait_for(|seen| *seen >= n),
+    )
+    .await
+    .map(|r| r.map(|_| ()));
+    match back {
+        Ok(Ok(())) => Probe::Back,
+        Ok(Err(_)) => Probe::ShuttingDown,
+        Err(_) => Probe::TimedOut,
+    }
+}
+
+/// After each reconnect, confirms the subscriptions with a probe round trip and only then
+/// reports the broker connected and healthy.
+async fn confirm_reconnects(
+    shared: Arc<Shared>,
+    status: Arc<Status>,
+    mut reconnects: watch::Receiver<u64>,
+) {
+    while reconnects.changed().await.is_ok() {
+        let reconnect = *reconnects.borrow_and_update();
+        loop {
+            match probe(&shared).await {
+                Probe::Back => {
+                    status.confirmed(reconnect);
+                    break;
+                }
+                Probe::PublishFailed(_) | Probe::ShuttingDown => return, // closed for good
+                Probe::TimedOut => {
+                    // Lost again (the next reconnect starts over), or only slow: try again.
+                    if !status.confirming(reconnect) || reconnects.has_changed().unwrap_or(true) {
+                        break;
+                    }
+                    tracing::warn!(
+                        server_name = %shared.settings.server_name,
+                        "NATS reconnected, but the server did not confirm the subscriptions within {:?}; probing again",
+                        shared.settings.command_timeout
+                    );
+                }
+            }
         }
     }
 }
@@ -329,6 +513,7 @@ impl NatsBroker {
 impl Drop for NatsBroker {
     fn drop(&mut self) {
         self.probe_task.abort();
+        self.confirm_task.abort();
         if let Ok(subscriptions) = self.subscriptions.try_lock() {
             for task in subscriptions.values() {
                 task.abort();
@@ -575,8 +760,9 @@ impl NatsBrokerBuilder {
         self
     }
 
-    /// Calls `callback` on every connection event (connected, disconnected, lame duck,
-    /// slow consumer, errors). It runs on the client's event task: keep it short and
+    /// Calls `callback` on every connection event (connected, disconnected, reconnecting,
+    /// lame duck, slow consumer, errors; see [`NatsHealth`]). It runs on the client's tasks
+    /// (`reconnecting` on its connection task, which waits for it): keep it short and
     /// non-blocking. Default: none.
     pub fn on_health_change(
         mut self,
@@ -635,6 +821,11 @@ impl NatsBrokerBuilder {
             healthy: AtomicBool::new(false),
             slow_consumers: AtomicU64::new(0),
             slow_log: LogLimiter::new(),
+            link: Mutex::new(Link {
+                phase: Phase::Starting,
+                first_connected_seen: false,
+            }),
+            reconnects: watch::channel(0).0,
             client: Mutex::new(None),
             server: Mutex::new(String::new()),
             callbacks: self.callbacks,
@@ -645,6 +836,7 @@ impl NatsBrokerBuilder {
             settings.server_name.clone()
         };
         let events = status.clone();
+        let attempts = status.clone();
         let mut options = ConnectOptions::new()
             .name(name)
             .connection_timeout(settings.connect_timeout)
@@ -653,6 +845,11 @@ impl NatsBrokerBuilder {
             .event_callback(move |event| {
                 events.on_event(event);
                 std::future::ready(())
+            })
+            .reconnect_delay_callback(move |attempt| {
+                let delay = reconnect_delay(attempt);
+                attempts.on_reconnect_attempt(attempt, delay);
+                delay
             });
         options = match &settings.auth {
             Auth::None => options,
@@ -686,7 +883,7 @@ impl NatsBrokerBuilder {
                 }
             };
         *status.client.lock() = Some(client.clone());
-        status.healthy.store(true, Ordering::SeqCst);
+        status.started();
         let _ = status.current_server();
 
         let probe_subject = client.new_inbox();
@@ -697,20 +894,54 @@ impl NatsBrokerBuilder {
         let (seen, _) = watch::channel(0);
         let probe_task = tokio::spawn(read_probes(probes, seen.clone()));
         let (sender, inbound) = inbound_channel();
+        let shared = Arc::new(Shared {
+            client,
+            settings,
+            inbound: sender,
+            probe_subject,
+            probe_next: AtomicU64::new(0),
+            probe_seen: seen,
+        });
+        let confirm_task = tokio::spawn(confirm_reconnects(
+            shared.clone(),
+            status.clone(),
+            status.reconnects.subscribe(),
+        ));
         let broker = Arc::new(NatsBroker {
-            shared: Arc::new(Shared {
-                client,
-                settings,
-                inbound: sender,
-                probe_subject,
-                probe_next: AtomicU64::new(0),
-                probe_seen: seen,
-            }),
+            shared,
             status,
             subscriptions: tokio::sync::Mutex::new(HashMap::new()),
             inbound: Mutex::new(Some(inbound)),
             probe_task,
+            confirm_task,
         });
         Ok(broker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reconnect_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn reconnect_delays_are_the_async_nats_defaults() {
+        // The values of async-nats 0.51's own test of its default delay callback.
+        for (attempt, ms) in [
+            (0, 0),
+            (1, 0),
+            (2, 2),
+            (4, 8),
+            (12, 2048),
+            (13, 4000),
+            (50, 4000),
+        ] {
+            assert_eq!(
+                reconnect_delay(attempt),
+                Duration::from_millis(ms),
+                "attempt {attempt}"
+            );
+        }
+        assert_eq!(reconnect_delay(usize::MAX), Duration::from_secs(4));
     }
 }

@@ -293,6 +293,89 @@ async fn health_follows_a_server_restart_and_subscriptions_come_back() {
     assert_eq!(broker.slow_consumer_events(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_events_count_the_attempts_with_the_default_backoff() {
+    let mut server = Server::start(None).await;
+    let (events, mut health) = mpsc::unbounded_channel::<NatsHealthEvent>();
+    let broker: Arc<NatsBroker> = NatsBroker::builder()
+        .url(&server.url())
+        .server_name("r")
+        .on_health_change(move |e| {
+            let _ = events.send(e);
+        })
+        .build()
+        .await
+        .unwrap();
+    broker.subscribe("room").await.unwrap();
+
+    for round in 0..2 {
+        server.kill().await;
+        // Disconnected first, then one Reconnecting per try, counted from 1, with async-nats'
+        // default delays (none, then 2^(attempt - 1) ms); connection errors may come between.
+        let mut seen = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            while seen.len() < 4 {
+                let e = health.recv().await.expect("health events");
+                match e.event {
+                    NatsHealth::Disconnected | NatsHealth::Reconnecting { .. } => {
+                        assert!(!e.healthy, "{e:?}");
+                        assert_eq!(e.server_name, "r");
+                        seen.push(e.event);
+                    }
+                    // The first connection's event may come late, and the client reports
+                    // each failed try as an error.
+                    NatsHealth::Connected if round == 0 && seen.is_empty() => {}
+                    NatsHealth::ClientError => {}
+                    other => panic!("unexpected {other:?} after {seen:?}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("Disconnected and 3 Reconnecting within {WAIT:?}: {seen:?}"));
+        assert_eq!(
+            seen,
+            [
+                NatsHealth::Disconnected,
+                NatsHealth::Reconnecting {
+                    attempt: 1,
+                    delay: Duration::ZERO
+                },
+                NatsHealth::Reconnecting {
+                    attempt: 2,
+                    delay: Duration::from_millis(2)
+                },
+                NatsHealth::Reconnecting {
+                    attempt: 3,
+                    delay: Duration::from_millis(4)
+                },
+            ]
+        );
+        assert!(!broker.is_healthy());
+
+        server.restart().await;
+        // More tries until one succeeds, each one more; then Connected, healthy.
+        let mut last = 3;
+        let up = tokio::time::timeout(WAIT, async {
+            loop {
+                let e = health.recv().await.expect("health events");
+                match e.event {
+                    NatsHealth::Reconnecting { attempt, .. } => {
+                        assert_eq!(attempt, last + 1, "tries are counted one by one");
+                        last = attempt;
+                    }
+                    NatsHealth::Connected => return e,
+                    NatsHealth::ClientError => {}
+                    other => panic!("unexpected {other:?} while reconnecting"),
+                }
+            }
+        })
+        .await
+        .expect("Connected within 10 s of the restart");
+        assert!(up.healthy);
+        assert!(broker.is_healthy());
+    }
+}
+
 /// The next health event of kind `want`, skipping others; `Err` after [`WAIT`].
 async fn next_event(
     health: &mut mpsc::UnboundedReceiver<NatsHealthEvent>,
