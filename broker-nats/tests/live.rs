@@ -391,3 +391,59 @@ async fn next_event(
     })
     .await
 }
+
+/// A broker with `auth` set, on `server`: a publish on a subscribed channel comes back.
+async fn round_trip(
+    server: &Server,
+    auth: impl FnOnce(crosswire_nats::NatsBrokerBuilder) -> crosswire_nats::NatsBrokerBuilder,
+) -> Result<(), NatsBrokerError> {
+    let broker = auth(
+        NatsBroker::builder()
+            .url(&server.url())
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .build()
+    .await?;
+    let mut inbound = broker.take_inbound().expect("inbound");
+    broker.subscribe("auth").await.expect("subscribe");
+    broker
+        .publish("auth", Bytes::from_static(b"ok"))
+        .await
+        .expect("publish");
+    assert_eq!(
+        recv(&mut inbound).await,
+        ("auth".to_owned(), Bytes::from_static(b"ok"))
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_and_user_password_authenticate_and_wrong_ones_are_refused() {
+    let server = Server::start(Some("authorization { token: \"s3cret-token\" }")).await;
+    round_trip(&server, |b| b.token("s3cret-token"))
+        .await
+        .expect("the right token connects");
+    let refused = round_trip(&server, |b| b.token("wrong")).await;
+    assert!(
+        matches!(refused, Err(NatsBrokerError::Connect { .. })),
+        "{refused:?}"
+    );
+    let anonymous = round_trip(&server, |b| b).await;
+    assert!(
+        matches!(anonymous, Err(NatsBrokerError::Connect { .. })),
+        "{anonymous:?}"
+    );
+
+    let server = Server::start(Some(
+        "authorization { user: crosswire, password: \"pa ss\" }",
+    ))
+    .await;
+    round_trip(&server, |b| b.user_password("crosswire", "pa ss"))
+        .await
+        .expect("the right user and password connect");
+    let refused = round_trip(&server, |b| b.user_password("crosswire", "nope")).await;
+    assert!(
+        matches!(refused, Err(NatsBrokerError::Connect { .. })),
+        "{refused:?}"
+    );
+}
