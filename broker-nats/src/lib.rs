@@ -366,6 +366,7 @@ struct Settings {
     prefix: String,
     auth: Auth,
     require_tls: bool,
+    root_certificates: Option<PathBuf>,
     connect_timeout: Duration,
     command_timeout: Duration,
 }
@@ -679,6 +680,7 @@ impl Default for NatsBrokerBuilder {
                 prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
                 auth: Auth::None,
                 require_tls: false,
+                root_certificates: None,
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 command_timeout: DEFAULT_COMMAND_TIMEOUT,
             },
@@ -744,6 +746,14 @@ impl NatsBrokerBuilder {
     /// `tls://` or the server requires it).
     pub fn require_tls(mut self, required: bool) -> Self {
         self.settings.require_tls = required;
+        self
+    }
+
+    /// Trusts the certificates in this PEM file (for servers whose certificate is not signed
+    /// by a public authority, such as a private CA), in place of the default roots.
+    /// Default: the webpki roots.
+    pub fn root_certificates(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.settings.root_certificates = Some(pem_file.into());
         self
     }
 
@@ -851,6 +861,9 @@ impl NatsBrokerBuilder {
                 attempts.on_reconnect_attempt(attempt, delay);
                 delay
             });
+        if let Some(roots) = &settings.root_certificates {
+            options = options.add_root_certificates(roots.clone());
+        }
         options = match &settings.auth {
             Auth::None => options,
             Auth::Token(token) => options.token(token.clone()),

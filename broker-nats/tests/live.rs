@@ -447,3 +447,29 @@ async fn token_and_user_password_authenticate_and_wrong_ones_are_refused() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_root_connects_and_without_it_is_refused() {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+        .expect("a self-signed certificate");
+    let dir = std::env::temp_dir().join(format!("crosswire-nats-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
+    let config = format!(
+        "tls {{ cert_file: {:?}, key_file: {:?} }}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let server = Server::start(Some(&config)).await;
+    round_trip(&server, |b| b.require_tls(true).root_certificates(&cert))
+        .await
+        .expect("TLS with the server's certificate as root connects");
+    let untrusted = round_trip(&server, |b| b.require_tls(true)).await;
+    assert!(
+        matches!(untrusted, Err(NatsBrokerError::Connect { .. })),
+        "{untrusted:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
