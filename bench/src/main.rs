@@ -13,7 +13,7 @@ pub mod servers;
 use std::time::Duration;
 
 use scenarios::Options;
-use servers::ServerKind;
+use servers::{Broker, ServerKind};
 
 const USAGE: &str = "\
 usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|slow-consumer|flood|all|soak> [flags]
@@ -26,6 +26,9 @@ ratios of deliveries_per_cpu_s and p99_ms.
 unicast runs crosswire as 3 nodes on one redis-server (clients spread evenly) and the
 baseline as one node holding every client: a single-node reference, not a like-for-like
 cluster. cross-node (crosswire only) reports the latency added over raw Redis pub/sub.
+With --brokers redis,nats, unicast and cross-node run crosswire's cluster on each broker
+in turn (rows `crosswire` on Redis, `crosswire-nats` on NATS; cross-node on NATS measures
+the added latency over raw NATS pub/sub).
 slow-consumer adds a client that never reads and reports when the server drops it.
 flood (crosswire only) measures flow control: a client that sends much faster than it
 reads, then one that sends and never reads, against the latency of the other clients.
@@ -34,6 +37,8 @@ long time with heartbeats, pings, churn and a steady broadcast, and checks for l
 
 flags:
   --server crosswire|baseline|both   servers to run (default both)
+  --brokers B,...       unicast, cross-node: brokers of crosswire's cluster, redis and/or
+                        nats, run in that order in the same run (default redis)
   --duration S          sending window of each paced step, seconds (default 10)
   --drain S             loss deadline after a step's last send, seconds (default 3)
   --steps N,N,...       connect: connection counts (default 10000)
@@ -129,6 +134,18 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
                     "crosswire" => vec![ServerKind::Crosswire],
                     "baseline" => vec![ServerKind::Baseline],
                     other => return Err(format!("--server: unknown server {other}")),
+                }
+            }
+            "--brokers" => {
+                opts.brokers = value()?
+                    .split(',')
+                    .filter(|b| !b.trim().is_empty())
+                    .map(|b| {
+                        Broker::parse(b.trim()).ok_or(format!("--brokers: unknown broker {b}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+                if opts.brokers.is_empty() {
+                    return Err("--brokers needs at least one of redis, nats".into());
                 }
             }
             "--duration" => opts.duration = seconds(flag, value()?)?,

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 pub(crate) struct Step {
     /// Scenario name (`connect`, `fanout`, `rpc`, ...).
     pub(crate) scenario: String,
-    /// Server kind (`crosswire`, `baseline`).
+    /// Server kind (`crosswire`, `baseline`; `crosswire-nats` for crosswire on NATS, `redis`
+    /// or `nats` for a raw broker probe).
     pub(crate) server: String,
     /// Step label, unique within the scenario (e.g. `broadcast@100`, `10000`).
     pub(crate) step: String,
@@ -116,7 +117,7 @@ impl Reporter {
     pub(crate) fn header(&self, scenario: &str) {
         eprintln!("\n== {scenario} ==");
         eprintln!(
-            "{:<9} {:<16} {:>9} {:>10} {:>11} {:>7} {:>11} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5} {:>6} {:>4} {:>9} {:>7}",
+            "{:<14} {:<16} {:>9} {:>10} {:>11} {:>7} {:>11} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5} {:>6} {:>4} {:>9} {:>7}",
             "server", "step", "sent", "deliver", "deliv/s", "srv_cpu", "deliv/cpu", "p50ms", "p99ms",
             "p999ms", "lost", "dup", "mis", "gencpu", "sat", "x_d/cpu", "x_p99"
         );
@@ -151,7 +152,7 @@ impl Reporter {
         let rows: Vec<&Step> = self
             .rows
             .iter()
-            .filter(|s| s.scenario == scenario && s.server == "crosswire")
+            .filter(|s| s.scenario == scenario && s.server.starts_with("crosswire"))
             .collect();
         if rows
             .iter()
@@ -161,13 +162,14 @@ impl Reporter {
         }
         eprintln!("-- {scenario}: crosswire vs baseline (same run) --");
         eprintln!(
-            "{:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
-            "step", "base d/cpu", "cw d/cpu", "ratio", "base p99", "cw p99", "ratio"
+            "{:<14} {:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
+            "server", "step", "base d/cpu", "cw d/cpu", "ratio", "base p99", "cw p99", "ratio"
         );
         for cw in rows {
             let base = self.baseline.get(&(cw.scenario.clone(), cw.step.clone()));
             eprintln!(
-                "{:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
+                "{:<14} {:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
+                cw.server,
                 cw.step,
                 opt(base.and_then(|b| b.deliveries_per_cpu_s), 0),
                 opt(cw.deliveries_per_cpu_s, 0),
@@ -195,11 +197,11 @@ pub(crate) fn emit(step: &Step) {
         Err(error) => eprintln!("could not serialize a step: {error}"),
     }
     if let Some(reason) = &step.skipped {
-        eprintln!("{:<9} {:<16} skipped: {reason}", step.server, step.step);
+        eprintln!("{:<14} {:<16} skipped: {reason}", step.server, step.step);
         return;
     }
     eprintln!(
-        "{:<9} {:<16} {:>9} {:>10} {:>11.0} {:>7.2} {:>11} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5} {:>6.2} {:>4} {:>9} {:>7}",
+        "{:<14} {:<16} {:>9} {:>10} {:>11.0} {:>7.2} {:>11} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5} {:>6.2} {:>4} {:>9} {:>7}",
         step.server,
         step.step,
         step.sent,

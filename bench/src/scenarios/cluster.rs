@@ -1,6 +1,6 @@
-//! A crosswire cluster for the multi-node scenarios: one `redis-server` and N crosswire nodes
-//! joined over it, each a child process; and the readiness check that every node reaches
-//! every other one through Redis.
+//! A crosswire cluster for the multi-node scenarios: one broker (`redis-server` or
+//! `nats-server`) and N crosswire nodes joined over it, each a child process; and the
+//! readiness check that every node reaches every other one through the broker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,32 +9,39 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::load::{Audience, Pool, StepCtx};
-use crate::servers::redis::RedisProcess;
-use crate::servers::{ProcStats, ServerKind, ServerProcess, ServerSpec};
+use crate::servers::{Broker, BrokerProcess, ProcStats, ServerKind, ServerProcess, ServerSpec};
 
 use super::Options;
 
 /// Longest one readiness round waits for its messages.
 const ROUND: Duration = Duration::from_secs(1);
 
-/// Redis and the crosswire nodes on it.
+/// A broker and the crosswire nodes on it.
 #[derive(Debug)]
 pub(super) struct Cluster {
     /// The broker.
-    pub(super) redis: RedisProcess,
+    pub(super) broker: BrokerProcess,
     /// The nodes, in the order of the names given to [`Cluster::start`].
     pub(super) nodes: Vec<ServerProcess>,
 }
 
 impl Cluster {
-    /// Starts Redis, then one crosswire node per name, all joined over that Redis.
-    pub(super) async fn start(names: &[&str], opts: &Options) -> Result<Cluster, String> {
-        let redis = RedisProcess::start().await?;
+    /// Starts a broker of kind `broker`, then one crosswire node per name, all joined over
+    /// that broker.
+    pub(super) async fn start(
+        names: &[&str],
+        opts: &Options,
+        broker: Broker,
+    ) -> Result<Cluster, String> {
+        let process = BrokerProcess::start(broker).await?;
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
             let mut spec = ServerSpec::single(ServerKind::Crosswire);
             spec.name = (*name).to_owned();
-            spec.redis = vec![redis.url()];
+            match broker {
+                Broker::Redis => spec.redis = vec![process.url()],
+                Broker::Nats => spec.nats = Some(process.url()),
+            }
             spec.threads = opts.server_threads;
             spec.sndbuf = opts.server_sndbuf;
             spec.rate_limit = opts.server_rate_limit;
@@ -44,12 +51,15 @@ impl Cluster {
                     for node in nodes {
                         node.stop().await;
                     }
-                    redis.stop().await;
+                    process.stop().await;
                     return Err(format!("node {name}: {error}"));
                 }
             }
         }
-        Ok(Cluster { redis, nodes })
+        Ok(Cluster {
+            broker: process,
+            nodes,
+        })
     }
 
     /// The nodes' WebSocket addresses (a pool connects client i to node `i % nodes`).
@@ -57,26 +67,27 @@ impl Cluster {
         self.nodes.iter().map(|node| node.addr).collect()
     }
 
-    /// Redis's CPU and memory now.
-    pub(super) fn redis_stats(&self) -> Result<ProcStats, String> {
-        let pid = self.redis.pid();
-        ProcStats::of(pid).map_err(|e| format!("/proc/{pid} (redis): {e}"))
+    /// The broker's CPU and memory now.
+    pub(super) fn broker_stats(&self) -> Result<ProcStats, String> {
+        let pid = self.broker.pid();
+        let name = self.broker.kind().name();
+        ProcStats::of(pid).map_err(|e| format!("/proc/{pid} ({name}): {e}"))
     }
 
     /// Stops the nodes (their side holds the TIME_WAIT states), drops the clients, then
-    /// stops Redis.
+    /// stops the broker.
     pub(super) async fn stop(self, pool: &Pool) {
         for node in self.nodes {
             node.stop().await;
         }
         pool.shutdown();
-        self.redis.stop().await;
+        self.broker.stop().await;
     }
 }
 
 /// Waits until a `toPlayer` from a client on each node reaches a client on every other node
 /// (clients `0..nodes`, client i being on node i), in rounds of [`ROUND`], at most `timeout`:
-/// the nodes have subscribed on Redis and route to each other.
+/// the nodes have subscribed on the broker and route to each other.
 pub(super) async fn wait_routed(
     pool: &Pool,
     nodes: usize,

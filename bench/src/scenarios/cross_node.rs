@@ -1,7 +1,10 @@
-//! `cross-node`: the latency crosswire adds to a cross-node delivery over raw Redis pub/sub,
-//! in one run, at one low rate: (a) raw PUBLISH → subscriber, from the generator; (b) a
-//! `toPlayer` between two clients of the same node; (c) a `toPlayer` from a client of node
-//! `a` to a client of node `b`. Added latency = (c) − (b) − (a), at p50 and p99.
+//! `cross-node`: the latency crosswire adds to a cross-node delivery over raw broker pub/sub,
+//! in one run, at one low rate: (a) raw publish → subscriber on the broker, from the
+//! generator; (b) a `toPlayer` between two clients of the same node; (c) a `toPlayer` from a
+//! client of node `a` to a client of node `b`. Added latency = (c) − (b) − (a), at p50 and
+//! p99. With `--brokers redis,nats` the three probes run on a Redis cluster, then on a fresh
+//! NATS cluster (raw reference: raw NATS pub/sub with async-nats); rows on NATS are
+//! `crosswire-nats` (raw: `nats`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use crate::load::pubsub::{self, ProbeReport};
 use crate::load::{Audience, Pool};
 use crate::report::{round, Reporter, Step};
-use crate::servers::{ProcStats, ServerKind};
+use crate::servers::{Broker, ProcStats, ServerKind};
 
 use super::cluster::{self, Cluster};
 use super::measure::{saturation, Used};
@@ -39,8 +42,23 @@ pub(super) async fn run(
         eprintln!("baseline: skipped (a single node; cross-node latency needs a cluster)");
         return Ok(());
     }
-    let mut cluster = Cluster::start(&["a", "b"], opts).await?;
-    let (pool, connected) = super::connect(&cluster.addrs(), 3, opts, kind).await;
+    let mut failures = Vec::new();
+    for &broker in &opts.brokers {
+        if let Err(error) = on_cluster(broker, opts, out).await {
+            failures.push(format!("{}: {error}", broker.name()));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The three probes on a fresh 2-node crosswire cluster on `broker`.
+async fn on_cluster(broker: Broker, opts: &Options, out: &mut Reporter) -> Result<(), String> {
+    let mut cluster = Cluster::start(&["a", "b"], opts, broker).await?;
+    let (pool, connected) = super::connect(&cluster.addrs(), 3, opts, ServerKind::Crosswire).await;
     let result = match connected {
         Ok(()) => probes(&mut cluster, &pool, opts, out).await,
         Err(error) => Err(error),
@@ -56,19 +74,22 @@ async fn probes(
     out: &mut Reporter,
 ) -> Result<(), String> {
     let rate = opts.probe_rate;
+    let broker = cluster.broker.kind();
+    let name = broker.name();
     cluster::wait_routed(pool, 2, ROUTE_WAIT).await?;
 
-    let (redis, generator) = (cluster.redis_stats()?, generator_stats()?);
+    let (before, generator) = (cluster.broker_stats()?, generator_stats()?);
     let started = tokio::time::Instant::now();
-    let raw = pubsub::probe(&cluster.redis.url(), rate, opts.duration, opts.drain).await?;
-    let (redis_now, generator_now) = (cluster.redis_stats()?, generator_stats()?);
+    let url = cluster.broker.url();
+    let raw = pubsub::probe(broker, &url, rate, opts.duration, opts.drain).await?;
+    let (after, generator_now) = (cluster.broker_stats()?, generator_stats()?);
     let used = Used {
         wall: started.elapsed(),
-        server_cpu_s: redis_now.cpu_seconds - redis.cpu_seconds,
+        server_cpu_s: after.cpu_seconds - before.cpu_seconds,
         generator_cpu_s: generator_now.cpu_seconds - generator.cpu_seconds,
-        server_rss: redis_now.rss_bytes,
+        server_rss: after.rss_bytes,
     };
-    out.emit(raw_row(&raw, rate, &used, opts.cpu_limit));
+    out.emit(raw_row(broker, &raw, rate, &used, opts.cpu_limit));
 
     let same = to_one(cluster, pool, opts, "same-node", SAME_NODE).await?;
     out.emit(same.clone());
@@ -78,7 +99,8 @@ async fn probes(
     let added = |pick: fn(&Step) -> Option<f64>, raw: Option<f64>| {
         Some(round(pick(&cross)? - pick(&same)? - raw?, 3))
     };
-    let mut row = Step::new(SCENARIO, "crosswire", &format!("added@{rate}"));
+    let mut row = Step::new(SCENARIO, broker.crosswire_label(), &format!("added@{rate}"));
+    row.set("broker", name);
     row.rate = Some(rate);
     row.p50_ms = added(|s| s.p50_ms, raw.latency.p50_ms);
     row.p99_ms = added(|s| s.p99_ms, raw.latency.p99_ms);
@@ -88,7 +110,11 @@ async fn probes(
     row.set("target_added_p50_us", TARGET_ADDED_P50_US);
     row.set("target_met", met);
     for (name, p50, p99) in [
-        ("raw_redis", raw.latency.p50_ms, raw.latency.p99_ms),
+        (
+            &*format!("raw_{name}"),
+            raw.latency.p50_ms,
+            raw.latency.p99_ms,
+        ),
         ("same_node", same.p50_ms, same.p99_ms),
         ("cross_node", cross.p50_ms, cross.p99_ms),
     ] {
@@ -100,7 +126,7 @@ async fn probes(
     out.emit(row.clone());
     let us = |ms: Option<f64>| ms.map_or_else(|| "-".into(), |ms| format!("{:.0} µs", ms * 1e3));
     eprintln!(
-        "added latency (cross − same − raw redis): p50 {} (target ≤ {TARGET_ADDED_P50_US:.0} µs: {}), p99 {}",
+        "added latency on {name} (cross − same − raw {name}): p50 {} (target ≤ {TARGET_ADDED_P50_US:.0} µs: {}), p99 {}",
         us(row.p50_ms),
         match met {
             Some(true) => "MET",
@@ -127,15 +153,18 @@ async fn to_one(
         rate,
         audience: Audience::One(Arc::new(move |_| target)),
     };
-    let before = cluster.redis_stats()?;
+    let broker = cluster.broker.kind();
+    let before = cluster.broker_stats()?;
     let mut row = paced::run_all(&mut cluster.nodes, pool, opts, step, |seq, token| {
         (SENDER, to_player(target, token, seq))
     })
     .await?;
-    let after = cluster.redis_stats()?;
+    let after = cluster.broker_stats()?;
+    row.server = broker.crosswire_label().into();
+    row.set("broker", broker.name());
     row.set("nodes", cluster.nodes.len());
     row.set(
-        "redis_cpu_s",
+        &format!("{}_cpu_s", broker.name()),
         round(after.cpu_seconds - before.cpu_seconds, 2),
     );
     Ok(row)
@@ -146,9 +175,9 @@ fn generator_stats() -> Result<ProcStats, String> {
     ProcStats::current().map_err(|e| format!("/proc/self: {e}"))
 }
 
-/// The raw Redis probe as a row (server `redis`).
-fn raw_row(raw: &ProbeReport, rate: f64, used: &Used, cpu_limit: f64) -> Step {
-    let mut row = Step::new(SCENARIO, "redis", &format!("raw-pubsub@{rate}"));
+/// The raw broker probe as a row (server `redis` or `nats`).
+fn raw_row(broker: Broker, raw: &ProbeReport, rate: f64, used: &Used, cpu_limit: f64) -> Step {
+    let mut row = Step::new(SCENARIO, broker.name(), &format!("raw-pubsub@{rate}"));
     let elapsed = raw.pace.elapsed.as_secs_f64().max(1e-9);
     row.rate = Some(rate);
     row.duration_s = round(elapsed, 3);

@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use crate::load::PoolConfig;
-use crate::servers::ServerKind;
+use crate::servers::{Broker, ServerKind};
 
 /// Scenario settings (see `crosswire-bench --help`).
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     /// Server kinds to run, in order (baseline first so crosswire rows can carry ratios).
     pub(crate) servers: Vec<ServerKind>,
+    /// `unicast` and `cross-node`: the brokers crosswire's cluster runs on, one after the
+    /// other in the same run (default Redis only).
+    pub(crate) brokers: Vec<Broker>,
     /// Sending window of each paced step.
     pub(crate) duration: Duration,
     /// Loss deadline after a paced step's last send.
@@ -138,6 +141,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             servers: vec![ServerKind::Baseline, ServerKind::Crosswire],
+            brokers: vec![Broker::Redis],
             duration: Duration::from_secs(10),
             drain: Duration::from_secs(3),
             connect_steps: vec![10_000],

@@ -1,8 +1,10 @@
 //! `unicast`: `toPlayer` from random clients to random ids. crosswire runs as a cluster of
-//! three nodes on one Redis with the clients spread evenly over them (so about two thirds of
-//! the messages cross nodes); the baseline, a single node holding every client, is a
-//! single-node reference, not a like-for-like cluster. Deliveries per server CPU-second
-//! (the nodes' CPU summed; Redis's CPU apart), latency and exact per-recipient accounting.
+//! three nodes on one broker (Redis, and/or NATS with `--brokers`, one cluster after the
+//! other) with the clients spread evenly over them (so about two thirds of the messages
+//! cross nodes); the baseline, a single node holding every client, is a single-node
+//! reference, not a like-for-like cluster. Deliveries per server CPU-second (the nodes' CPU
+//! summed; the broker's CPU apart), latency and exact per-recipient accounting. Rows on
+//! Redis are `crosswire`, rows on NATS `crosswire-nats`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use crate::load::pick::pick;
 use crate::load::{Audience, Pool};
 use crate::report::{round, Reporter, Step};
-use crate::servers::{ProcStats, ServerKind, ServerProcess};
+use crate::servers::{Broker, ProcStats, ServerKind, ServerProcess};
 
 use super::cluster::{self, Cluster};
 use super::paced::{self, Paced};
@@ -55,29 +57,46 @@ pub(super) async fn run(
             result
         }
         ServerKind::Crosswire => {
-            let mut cluster = Cluster::start(&NODES, opts).await?;
-            let (pool, connected) = super::connect(&cluster.addrs(), n, opts, kind).await;
-            let result = match connected {
-                Ok(()) => match cluster::wait_routed(&pool, NODES.len(), ROUTE_WAIT).await {
-                    Ok(()) => {
-                        let redis = cluster.redis.pid();
-                        steps(&mut cluster.nodes, Some(redis), &pool, opts, out).await
-                    }
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            };
-            cluster.stop(&pool).await;
-            result
+            let mut failures = Vec::new();
+            for &broker in &opts.brokers {
+                if let Err(error) = on_cluster(broker, opts, out).await {
+                    failures.push(format!("{}: {error}", broker.name()));
+                }
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(failures.join("; "))
+            }
         }
     }
 }
 
-/// One paced step per rate against `servers` (one node, or the cluster's nodes; `redis` is
-/// the broker's pid when there is one).
+/// The unicast steps on a fresh 3-node crosswire cluster on `broker`.
+async fn on_cluster(broker: Broker, opts: &Options, out: &mut Reporter) -> Result<(), String> {
+    let n = opts.unicast_clients;
+    let kind = ServerKind::Crosswire;
+    let mut cluster = Cluster::start(&NODES, opts, broker).await?;
+    let (pool, connected) = super::connect(&cluster.addrs(), n, opts, kind).await;
+    let result = match connected {
+        Ok(()) => match cluster::wait_routed(&pool, NODES.len(), ROUTE_WAIT).await {
+            Ok(()) => {
+                let pid = cluster.broker.pid();
+                steps(&mut cluster.nodes, Some((broker, pid)), &pool, opts, out).await
+            }
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    };
+    cluster.stop(&pool).await;
+    result
+}
+
+/// One paced step per rate against `servers` (one node, or the cluster's nodes; `broker` is
+/// the broker and its pid when there is one).
 async fn steps(
     servers: &mut [ServerProcess],
-    redis: Option<u32>,
+    broker: Option<(Broker, u32)>,
     pool: &Pool,
     opts: &Options,
     out: &mut Reporter,
@@ -95,13 +114,14 @@ async fn steps(
             rate,
             audience: Audience::One(Arc::new(target)),
         };
-        let redis_before = redis.map(ProcStats::of).transpose();
+        let pid = broker.map(|(_, pid)| pid);
+        let broker_before = pid.map(ProcStats::of).transpose();
         let counters_before = paced::counters_all(servers).await;
         let mut row = paced::run_all(servers, pool, opts, step, |seq, token| {
             (sender(seq), to_player(target(seq), token, seq))
         })
         .await?;
-        let redis_after = redis.map(ProcStats::of).transpose();
+        let broker_after = pid.map(ProcStats::of).transpose();
         let counters_after = paced::counters_all(servers).await;
         for key in ["publish_failures", "sends_to_closed"] {
             let count = |c: &serde_json::Value| c.get(key).and_then(serde_json::Value::as_u64);
@@ -117,26 +137,35 @@ async fn steps(
             "cross_node_share",
             round(crossing as f64 / row.sent.max(1) as f64, 3),
         );
-        if let (Ok(Some(before)), Ok(Some(after))) = (redis_before, redis_after) {
+        if let (Some((broker, _)), Ok(Some(before)), Ok(Some(after))) =
+            (broker, broker_before, broker_after)
+        {
+            let name = broker.name();
             row.set(
-                "redis_cpu_s",
+                &format!("{name}_cpu_s"),
                 round(after.cpu_seconds - before.cpu_seconds, 2),
             );
-            row.set("redis_rss_bytes", after.rss_bytes);
+            row.set(&format!("{name}_rss_bytes"), after.rss_bytes);
         }
-        label(&mut row);
+        label(&mut row, broker.map(|(broker, _)| broker));
         out.emit(row);
     }
     Ok(())
 }
 
-/// Marks what the row's topology is, so that nobody reads the ratio as like-for-like.
-fn label(row: &mut Step) {
-    if row.server == ServerKind::Baseline.name() {
-        row.set("topology", "1 node (reference)");
-        row.set("note", BASELINE_NOTE);
-    } else {
-        row.set("topology", "3 nodes + redis");
-        row.set("ratio_note", "ratios are to the single-node reference");
+/// Marks what the row's topology is, so that nobody reads the ratio as like-for-like, and
+/// names crosswire's rows after their broker.
+fn label(row: &mut Step, broker: Option<Broker>) {
+    match broker {
+        None => {
+            row.set("topology", "1 node (reference)");
+            row.set("note", BASELINE_NOTE);
+        }
+        Some(broker) => {
+            row.server = broker.crosswire_label().into();
+            row.set("broker", broker.name());
+            row.set("topology", format!("3 nodes + {}", broker.name()));
+            row.set("ratio_note", "ratios are to the single-node reference");
+        }
     }
 }

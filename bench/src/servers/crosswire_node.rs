@@ -1,10 +1,12 @@
-//! The crosswire server under test: one node serving `crosswire::demo`, alone or on Redis.
+//! The crosswire server under test: one node serving `crosswire::demo`, alone, on Redis or
+//! on NATS.
 //! It binds each connection to the socket id of its `?id=` query parameter (the demo's
 //! connection handler), so the auth timeout never closes a bench client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crosswire::nats::NatsBroker;
 use crosswire::redis::RedisBroker;
 use crosswire::ws::{RateLimit, WsConfig, WsServer};
 use crosswire::Node;
@@ -28,6 +30,14 @@ pub(super) async fn start(
             .build()
             .await
             .map_err(|e| format!("redis broker: {e}"))?;
+        builder = builder.broker(broker);
+    } else if let Some(url) = &spec.nats {
+        let broker = NatsBroker::builder()
+            .url(url)
+            .server_name(&spec.name)
+            .build()
+            .await
+            .map_err(|e| format!("nats broker: {e}"))?;
         builder = builder.broker(broker);
     }
     let node = builder.build().await.map_err(|e| format!("node: {e}"))?;

@@ -8,6 +8,7 @@
 
 mod baseline;
 mod crosswire_node;
+pub mod nats;
 pub mod procstat;
 pub mod redis;
 mod sndbuf;
@@ -52,6 +53,95 @@ impl ServerKind {
     }
 }
 
+/// The broker a multi-node crosswire cluster runs on (`--brokers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    /// One `redis-server` ([`redis::RedisProcess`]).
+    Redis,
+    /// One `nats-server` ([`nats::NatsProcess`]).
+    Nats,
+}
+
+impl Broker {
+    /// The name used on the command line and in reports (`redis`, `nats`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Broker::Redis => "redis",
+            Broker::Nats => "nats",
+        }
+    }
+
+    /// Parses a `--brokers` item.
+    pub fn parse(name: &str) -> Option<Broker> {
+        match name {
+            "redis" => Some(Broker::Redis),
+            "nats" => Some(Broker::Nats),
+            _ => None,
+        }
+    }
+
+    /// The `server` of crosswire rows measured on this broker: `crosswire` on Redis (as
+    /// before NATS existed, so that Redis rows read as they always did), `crosswire-nats`
+    /// on NATS.
+    pub fn crosswire_label(self) -> &'static str {
+        match self {
+            Broker::Redis => "crosswire",
+            Broker::Nats => "crosswire-nats",
+        }
+    }
+}
+
+/// A running broker process of either kind; killed when dropped.
+#[derive(Debug)]
+pub(crate) enum BrokerProcess {
+    /// A `redis-server`.
+    Redis(redis::RedisProcess),
+    /// A `nats-server`.
+    Nats(nats::NatsProcess),
+}
+
+impl BrokerProcess {
+    /// Starts a broker of kind `broker` on a free port and waits until it answers.
+    pub(crate) async fn start(broker: Broker) -> Result<BrokerProcess, String> {
+        Ok(match broker {
+            Broker::Redis => BrokerProcess::Redis(redis::RedisProcess::start().await?),
+            Broker::Nats => BrokerProcess::Nats(nats::NatsProcess::start().await?),
+        })
+    }
+
+    /// Which broker this is.
+    pub(crate) fn kind(&self) -> Broker {
+        match self {
+            BrokerProcess::Redis(_) => Broker::Redis,
+            BrokerProcess::Nats(_) => Broker::Nats,
+        }
+    }
+
+    /// Its URL (`redis://...` or `nats://...`).
+    pub(crate) fn url(&self) -> String {
+        match self {
+            BrokerProcess::Redis(p) => p.url(),
+            BrokerProcess::Nats(p) => p.url(),
+        }
+    }
+
+    /// Its process id, for `/proc/PID/stat`.
+    pub(crate) fn pid(&self) -> u32 {
+        match self {
+            BrokerProcess::Redis(p) => p.pid(),
+            BrokerProcess::Nats(p) => p.pid(),
+        }
+    }
+
+    /// Stops it (SIGKILL) and waits for it.
+    pub(crate) async fn stop(self) {
+        match self {
+            BrokerProcess::Redis(p) => p.stop().await,
+            BrokerProcess::Nats(p) => p.stop().await,
+        }
+    }
+}
+
 /// How to start one server.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
@@ -61,6 +151,9 @@ pub struct ServerSpec {
     pub name: String,
     /// Redis URLs; empty means no broker (a single node). Crosswire only.
     pub redis: Vec<String>,
+    /// A NATS URL: the node runs on NATS (`crosswire::nats::NatsBroker`) instead of Redis.
+    /// Crosswire only; not together with `redis`.
+    pub nats: Option<String>,
     /// Tokio worker threads of the server; 0 = one per core.
     pub threads: usize,
     /// Server-initiated protocol ping interval in seconds; 0 = off. Crosswire only.
@@ -83,6 +176,7 @@ impl ServerSpec {
             kind,
             name: "node1".into(),
             redis: Vec::new(),
+            nats: None,
             threads: 0,
             ping_interval_secs: 30,
             outbound_queue: 1024,
@@ -117,6 +211,10 @@ impl ServerSpec {
             args.push("--redis".into());
             args.push(url.clone());
         }
+        if let Some(url) = &self.nats {
+            args.push("--nats".into());
+            args.push(url.clone());
+        }
         args
     }
 
@@ -132,6 +230,7 @@ impl ServerSpec {
                 }
                 "--name" => spec.name = value()?.clone(),
                 "--redis" => spec.redis.push(value()?.clone()),
+                "--nats" => spec.nats = Some(value()?.clone()),
                 "--threads" => spec.threads = number(flag, value()?)?,
                 "--ping-interval" => spec.ping_interval_secs = number(flag, value()?)?,
                 "--outbound-queue" => spec.outbound_queue = number(flag, value()?)?,
@@ -145,6 +244,9 @@ impl ServerSpec {
                 }
                 other => return Err(format!("serve: unknown flag {other}")),
             }
+        }
+        if spec.nats.is_some() && !spec.redis.is_empty() {
+            return Err("serve: --nats and --redis exclude each other".into());
         }
         Ok(spec)
     }
