@@ -473,3 +473,130 @@ async fn tls_with_a_private_root_connects_and_without_it_is_refused() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A NATS JWT v2 (`{"typ":"JWT","alg":"ed25519-nkey"}`) for `subject`, named `name`, with the
+/// `nats` claims `nats`, signed by `issuer`: base64url (no padding) of the header and of the
+/// claims, then of the ed25519 signature of `header.claims`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs();
+    let claims = serde_json::json!({
+        // Any unique id will do: a fresh public key is one.
+        "jti": nkeys::KeyPair::new_user().public_key(),
+        "iat": issued_at,
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": name,
+        "nats": nats,
+    });
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = issuer.sign(signed.as_bytes()).expect("sign the JWT");
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// An account JWT for `account` signed by `operator`, with no limits (absent limits are
+/// zero, which would allow no connection, subscription or payload).
+fn account_jwt(operator: &nkeys::KeyPair, account: &nkeys::KeyPair) -> String {
+    nats_jwt(
+        operator,
+        &account.public_key(),
+        "crosswire-account",
+        serde_json::json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+            },
+            "default_permissions": { "pub": {}, "sub": {} },
+            "type": "account",
+            "version": 2,
+        }),
+    )
+}
+
+/// A `.creds` file for a fresh user of `account`: its JWT, then its NKey seed.
+fn creds_file(account: &nkeys::KeyPair, path: &std::path::Path) {
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt(
+        account,
+        &user.public_key(),
+        "crosswire-user",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user",
+            "version": 2,
+        }),
+    );
+    let seed = user.seed().expect("the user's seed");
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    );
+    std::fs::write(path, text).expect("write the creds file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_authenticates_in_operator_mode_and_foreign_ones_are_refused() {
+    // Operator mode with the memory resolver: the server trusts the operator, knows the one
+    // account it preloads, and admits users whose JWT that account signed.
+    let operator = nkeys::KeyPair::new_operator();
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "crosswire-operator",
+        serde_json::json!({ "type": "operator", "version": 2 }),
+    );
+    let account = nkeys::KeyPair::new_account();
+    let config = format!(
+        "operator: {operator_jwt:?}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {:?}\n}}\n",
+        account.public_key(),
+        account_jwt(&operator, &account)
+    );
+    let server = Server::start(Some(&config)).await;
+
+    let dir = std::env::temp_dir().join(format!("crosswire-nats-creds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (good, foreign) = (dir.join("good.creds"), dir.join("foreign.creds"));
+    creds_file(&account, &good);
+    // A user of another account, even one the same operator signed, is unknown to the server.
+    creds_file(&nkeys::KeyPair::new_account(), &foreign);
+
+    round_trip(&server, |b| b.credentials_file(&good))
+        .await
+        .expect("the account's user connects");
+    let refused = round_trip(&server, |b| b.credentials_file(&foreign)).await;
+    assert!(
+        matches!(refused, Err(NatsBrokerError::Connect { .. })),
+        "{refused:?}"
+    );
+    let anonymous = round_trip(&server, |b| b).await;
+    assert!(
+        matches!(anonymous, Err(NatsBrokerError::Connect { .. })),
+        "{anonymous:?}"
+    );
+    // A file that is missing or holds no credentials fails before any connection is tried.
+    let missing = round_trip(&server, |b| b.credentials_file(dir.join("missing.creds"))).await;
+    assert!(
+        matches!(missing, Err(NatsBrokerError::Credentials { .. })),
+        "{missing:?}"
+    );
+    let garbage = dir.join("garbage.creds");
+    std::fs::write(&garbage, "not a creds file\n").expect("write the garbage file");
+    let garbage = round_trip(&server, |b| b.credentials_file(&garbage)).await;
+    assert!(
+        matches!(garbage, Err(NatsBrokerError::Credentials { .. })),
+        "{garbage:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
