@@ -16,7 +16,7 @@ use scenarios::Options;
 use servers::{Broker, ServerKind};
 
 const USAGE: &str = "\
-usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|slow-consumer|flood|all|soak> [flags]
+usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|cluster-fanout|slow-consumer|flood|all|soak> [flags]
 
 Runs real WebSocket clients over loopback against a server in a child process: the bare
 fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
@@ -29,6 +29,9 @@ cluster. cross-node (crosswire only) reports the latency added over raw Redis pu
 With --brokers redis,nats, unicast and cross-node run crosswire's cluster on each broker
 in turn (rows `crosswire` on Redis, `crosswire-nats` on NATS; cross-node on NATS measures
 the added latency over raw NATS pub/sub).
+cluster-fanout (crosswire only) runs broadcast and toRoom on 3 nodes on one broker, --clients
+spread evenly, every message sent by a client of the first node (so 2/3 of each fan-out's
+recipients are on the other nodes); with --brokers redis,nats on each broker in turn.
 slow-consumer adds a client that never reads and reports when the server drops it.
 flood (crosswire only) measures flow control: a client that sends much faster than it
 reads, then one that sends and never reads, against the latency of the other clients.
@@ -37,16 +40,18 @@ long time with heartbeats, pings, churn and a steady broadcast, and checks for l
 
 flags:
   --server crosswire|baseline|both   servers to run (default both)
-  --brokers B,...       unicast, cross-node: brokers of crosswire's cluster, redis and/or
+  --brokers B,...       unicast, cross-node, cluster-fanout: brokers of crosswire's cluster, redis and/or
                         nats, run in that order in the same run (default redis)
   --duration S          sending window of each paced step, seconds (default 10)
   --drain S             loss deadline after a step's last send, seconds (default 3)
   --steps N,N,...       connect: connection counts (default 10000)
   --hold S              connect: hold with heartbeats before the second RSS reading (default 30)
-  --clients N           fanout clients (default 2000)
+  --clients N           fanout and cluster-fanout clients (default 2000)
   --broadcast-rates R,...  fanout broadcast rates per second (default 10,25,50,75,100)
   --room-rates R,...    fanout toRoom rates per second (default 100,250,500,1000)
-  --rooms N             fanout rooms (default 10)
+  --rooms N             fanout and cluster-fanout rooms (default 10)
+  --cluster-broadcast-rates R,...  cluster-fanout broadcast rates per second (default 10,50)
+  --cluster-room-rates R,...  cluster-fanout toRoom rates per second (default 100)
   --rpc-clients N       rpc clients (default 100)
   --rpc-rates R,...     rpc open-loop rates per second (default 5000,10000,20000)
   --unicast-clients N   unicast clients, spread over 3 crosswire nodes (default 2000)
@@ -156,6 +161,8 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
             "--broadcast-rates" => opts.broadcast_rates = list(flag, value()?)?,
             "--room-rates" => opts.room_rates = list(flag, value()?)?,
             "--rooms" => opts.rooms = number(flag, value()?)?,
+            "--cluster-broadcast-rates" => opts.cluster_broadcast_rates = list(flag, value()?)?,
+            "--cluster-room-rates" => opts.cluster_room_rates = list(flag, value()?)?,
             "--rpc-clients" => opts.rpc_clients = number(flag, value()?)?,
             "--rpc-rates" => opts.rpc_rates = list(flag, value()?)?,
             "--unicast-clients" => opts.unicast_clients = number(flag, value()?)?,

@@ -92,7 +92,7 @@ async fn steps(
 }
 
 /// Client i joins room `i % rooms`; waits for every join's reply.
-async fn join_rooms(pool: &Pool, rooms: usize) -> Result<(), String> {
+pub(super) async fn join_rooms(pool: &Pool, rooms: usize) -> Result<(), String> {
     let before = pool.replies(b'j');
     let failed = pool.failed_replies(b'j');
     for i in 0..pool.len() {

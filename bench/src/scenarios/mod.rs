@@ -3,6 +3,7 @@
 //! step on stdout, crosswire rows carrying their ratio to the baseline row of the same run.
 
 mod cluster;
+mod cluster_fanout;
 mod connect;
 mod cross_node;
 mod fanout;
@@ -25,12 +26,13 @@ use crate::report::Reporter;
 use crate::servers::{ServerKind, ServerProcess, ServerSpec};
 
 /// The scenarios `all` runs, in order.
-pub(crate) const ALL: [&str; 7] = [
+pub(crate) const ALL: [&str; 8] = [
     "connect",
     "fanout",
     "rpc",
     "unicast",
     "cross-node",
+    "cluster-fanout",
     "slow-consumer",
     "flood",
 ];
@@ -57,6 +59,7 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
                 "rpc" => rpc::run(kind, opts, &mut reporter).await,
                 "unicast" => unicast::run(kind, opts, &mut reporter).await,
                 "cross-node" => cross_node::run(kind, opts, &mut reporter).await,
+                "cluster-fanout" => cluster_fanout::run(kind, opts, &mut reporter).await,
                 "flood" => flood::run(kind, opts, &mut reporter).await,
                 _ => slow_consumer::run(kind, opts, &mut reporter).await,
             };

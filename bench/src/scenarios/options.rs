@@ -10,7 +10,7 @@ use crate::servers::{Broker, ServerKind};
 pub(crate) struct Options {
     /// Server kinds to run, in order (baseline first so crosswire rows can carry ratios).
     pub(crate) servers: Vec<ServerKind>,
-    /// `unicast` and `cross-node`: the brokers crosswire's cluster runs on, one after the
+    /// `unicast`, `cross-node` and `cluster-fanout`: the brokers crosswire's cluster runs on, one after the
     /// other in the same run (default Redis only).
     pub(crate) brokers: Vec<Broker>,
     /// Sending window of each paced step.
@@ -30,6 +30,11 @@ pub(crate) struct Options {
     pub(crate) room_rates: Vec<f64>,
     /// `fanout`: rooms (client i joins room `i % rooms`).
     pub(crate) rooms: usize,
+    /// `cluster-fanout`: `broadcast` rates per second (clients: `fanout_clients`, rooms:
+    /// `rooms`).
+    pub(crate) cluster_broadcast_rates: Vec<f64>,
+    /// `cluster-fanout`: `toRoom` rates per second.
+    pub(crate) cluster_room_rates: Vec<f64>,
     /// `rpc`: clients.
     pub(crate) rpc_clients: usize,
     /// `rpc`: open-loop rates per second (a closed-loop step runs first).
@@ -150,6 +155,8 @@ impl Default for Options {
             broadcast_rates: vec![10.0, 25.0, 50.0, 75.0, 100.0],
             room_rates: vec![100.0, 250.0, 500.0, 1000.0],
             rooms: 10,
+            cluster_broadcast_rates: vec![10.0, 50.0],
+            cluster_room_rates: vec![100.0],
             rpc_clients: 100,
             rpc_rates: vec![5_000.0, 10_000.0, 20_000.0],
             unicast_clients: 2_000,
