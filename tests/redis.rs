@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use support::client::{Received, TestClient};
+use support::cluster_process::ClusterProcess;
 use support::redis::{RedisServer, SlowProxy};
 use support::WAIT;
 
@@ -446,65 +447,8 @@ async fn redis_added_at_runtime_is_subscribed_then_used() {
 
 // ----- separate OS processes -----------------------------------------------------------------
 
-/// The `cluster` example binary, built by `cargo test` (all targets) next to this test.
-fn cluster_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .ancestors()
-        .map(|dir| dir.join("examples").join("cluster"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("target/debug/examples/cluster not found: run `cargo build --example cluster --features redis` first")
-        });
-    bin
-}
-
-struct Process {
-    child: tokio::process::Child,
-    addr: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn start_cluster_process(name: &str, redis: &RedisServer) -> Process {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(cluster_binary())
-        .args([
-            "--broker", "redis", "--name", name, "--port", "0", "--redis",
-        ])
-        .arg(redis.url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the cluster example");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
-                return rest.split('/').next().map(str::to_owned);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_else(|| {
-        panic!("cluster process {name} did not start listening (built with --features redis?)")
-    });
-    let label = name.to_owned();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{label}] {line}");
-        }
-    });
-    Process { child, addr }
+async fn start_cluster_process(name: &str, redis: &RedisServer) -> ClusterProcess {
+    ClusterProcess::start(name, &["--broker", "redis", "--redis", &redis.url()]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod client;
+pub mod cluster_process;
 pub mod conformance;
 #[cfg(feature = "client")]
 pub mod connector;
