@@ -117,6 +117,8 @@ pub(crate) enum EnvelopeError {
     Decompress(std::io::Error),
     #[error("postcard: {0}")]
     Decode(postcard::Error),
+    #[error("{0} bytes after the envelope's body")]
+    Trailing(usize),
     #[error("postcard: {0}")]
     Encode(postcard::Error),
 }
@@ -222,9 +224,13 @@ fn decompressed_capacity(compressed: &[u8]) -> usize {
     }
 }
 
-/// Decodes an opened body, borrowing from it.
+/// Decodes an opened body, borrowing from it. Bytes left after the body make it an error:
+/// an encoder never writes them, so they can only be damage or forgery.
 pub(crate) fn decode(body: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
-    postcard::from_bytes(body).map_err(EnvelopeError::Decode)
+    match postcard::take_from_bytes(body).map_err(EnvelopeError::Decode)? {
+        (envelope, []) => Ok(envelope),
+        (_, rest) => Err(EnvelopeError::Trailing(rest.len())),
+    }
 }
 
 #[cfg(test)]
@@ -287,6 +293,16 @@ mod tests {
             let decoded = open(&raw, None).and_then(|body| decode(&body).map(|_| ()));
             assert!(decoded.is_err(), "{raw:?} decoded");
         }
+    }
+
+    #[test]
+    fn bytes_after_the_body_are_refused() {
+        let raw = encode(&room(b"{}"), OFF, None).unwrap();
+        let body = open(&raw, None).unwrap();
+        assert!(decode(&body).is_ok());
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(matches!(decode(&longer), Err(EnvelopeError::Trailing(1))));
     }
 
     fn key(secret: &[u8; 16]) -> ClusterKey {
