@@ -85,12 +85,9 @@ counters! {
 }
 
 impl Metrics {
-    pub(crate) fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Adds one to `counter` (for transports, which count into [`Node::metrics`](crate::Node::metrics)).
-    pub fn add_to(counter: &AtomicU64) {
+    /// Adds one to `counter` (transports count into [`Node::metrics`](crate::Node::metrics)
+    /// too).
+    pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 

@@ -19,7 +19,7 @@ use crate::events::{
     SystemListeners,
 };
 use crate::frame::{self, Incoming, Payload};
-use crate::limits::InFlight;
+use crate::limits::{ConnectionLimits, InFlight};
 use crate::listeners::{drive_all, poll_once, BoxFuture, Listen, ListenerId, Listeners, Off};
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
@@ -507,11 +507,10 @@ impl Node {
         payload: &str,
         callback_id: Option<String>,
     ) {
-        use crate::options::ClientLimits;
-        let limits = self.inner.options.client_limits;
+        let limits = self.inner.options.connection;
         if event.len() > limits.event_name_len {
             Metrics::add(&self.inner.metrics.limit_event_name);
-            if socket.limit_logged_once(ClientLimits::EVENT_NAME_LOGGED) {
+            if socket.limit_logged_once(ConnectionLimits::EVENT_NAME_LOGGED) {
                 tracing::warn!(
                     conn = socket.conn_id(),
                     socket_id = socket.socket_id().as_deref().unwrap_or(""),
@@ -551,7 +550,7 @@ impl Node {
                     crate::events::ClientReply::begin(socket, callback_id, limits.pending_requests);
                 if reply.is_none() {
                     Metrics::add(&self.inner.metrics.limit_pending_requests);
-                    if socket.limit_logged_once(ClientLimits::PENDING_REQUESTS_LOGGED) {
+                    if socket.limit_logged_once(ConnectionLimits::PENDING_REQUESTS_LOGGED) {
                         tracing::warn!(
                             conn = socket.conn_id(),
                             socket_id = socket.socket_id().as_deref().unwrap_or(""),
@@ -568,11 +567,10 @@ impl Node {
         let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
         let ev = ClientEvent::new(socket.clone(), Arc::from(event), payload, reply);
         let handlers = self.inner.client_listeners.start(event, ev);
-        let limit = self.inner.options.connection.handlers_in_flight;
         for mut handler in handlers {
             if !poll_once(&mut handler) {
                 // It has to wait: it runs on a task of its own and counts as in flight.
-                let in_flight = InFlight::start(socket, limit);
+                let in_flight = InFlight::start(socket, limits.handlers_in_flight);
                 tokio::spawn(async move {
                     handler.await;
                     drop(in_flight);
@@ -756,14 +754,14 @@ impl Node {
                 return Err(Error::NotBound(socket_id.to_owned()));
             };
             let id = id.clone();
-            let limit = self.inner.options.client_limits.rooms_per_socket;
+            let limit = self.inner.options.connection.rooms_per_socket;
             if state.rooms.rooms_of(&id) >= limit
                 && !state.rooms.is_joined(&id, namespace, Some(room))
             {
                 let socket = state.bound.get(socket_id).cloned();
                 drop(state);
                 Metrics::add(&self.inner.metrics.limit_rooms);
-                let flag = crate::options::ClientLimits::ROOMS_LOGGED;
+                let flag = ConnectionLimits::ROOMS_LOGGED;
                 if let Some(socket) = socket.filter(|socket| socket.limit_logged_once(flag)) {
                     tracing::warn!(
                         conn = socket.conn_id(),

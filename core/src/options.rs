@@ -22,41 +22,6 @@ pub const DEFAULT_BACKGROUND_CLOSE_TIME: Duration = Duration::from_secs(10);
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
 /// Server name used when the node runs without a broker.
 pub const STANDALONE_SERVER_NAME: &str = "standalone";
-/// Default most rooms one socket id may be in on a node.
-pub const DEFAULT_MAX_ROOMS_PER_SOCKET: usize = 1024;
-/// Default longest client event name accepted, in bytes.
-pub const DEFAULT_MAX_EVENT_NAME_LEN: usize = 128;
-/// Default most requests of one connection that may wait for their reply at once.
-pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
-
-/// What one client may ask of the node: see [`NodeBuilder::max_rooms_per_socket`],
-/// [`NodeBuilder::max_event_name_len`] and [`NodeBuilder::max_pending_requests`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClientLimits {
-    pub(crate) rooms_per_socket: usize,
-    pub(crate) event_name_len: usize,
-    pub(crate) pending_requests: usize,
-}
-
-impl ClientLimits {
-    /// The flag of `max_rooms_per_socket` in `Socket::limit_logged_once`.
-    pub(crate) const ROOMS_LOGGED: u8 = 1;
-    /// The flag of `max_event_name_len` in `Socket::limit_logged_once`.
-    pub(crate) const EVENT_NAME_LOGGED: u8 = 1 << 1;
-    /// The flag of `max_pending_requests` in `Socket::limit_logged_once`.
-    pub(crate) const PENDING_REQUESTS_LOGGED: u8 = 1 << 2;
-}
-
-impl Default for ClientLimits {
-    fn default() -> Self {
-        ClientLimits {
-            rooms_per_socket: DEFAULT_MAX_ROOMS_PER_SOCKET,
-            event_name_len: DEFAULT_MAX_EVENT_NAME_LEN,
-            pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
-        }
-    }
-}
-
 /// What [`Node::bind`](crate::Node::bind) does when the socket id is already bound to
 /// another connection on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,7 +52,6 @@ pub struct NodeOptions {
     pub(crate) compression_threshold: usize,
     pub(crate) cluster_key: Option<ClusterKey>,
     pub(crate) connection: ConnectionLimits,
-    pub(crate) client_limits: ClientLimits,
 }
 
 impl NodeOptions {
@@ -113,15 +77,15 @@ impl NodeOptions {
     }
     /// Most rooms one socket id may be in on this node.
     pub fn max_rooms_per_socket(&self) -> usize {
-        self.client_limits.rooms_per_socket
+        self.connection.rooms_per_socket
     }
     /// Longest client event name accepted, in bytes.
     pub fn max_event_name_len(&self) -> usize {
-        self.client_limits.event_name_len
+        self.connection.event_name_len
     }
     /// Most requests of one connection that may wait for their reply at once.
     pub fn max_pending_requests(&self) -> usize {
-        self.client_limits.pending_requests
+        self.connection.pending_requests
     }
 }
 
@@ -150,7 +114,6 @@ pub struct NodeBuilder {
     pub(crate) compression_threshold: usize,
     pub(crate) cluster_secret: Option<Vec<u8>>,
     pub(crate) connection: ConnectionLimits,
-    pub(crate) client_limits: ClientLimits,
     pub(crate) broker: Option<Arc<dyn Broker>>,
 }
 
@@ -180,7 +143,6 @@ impl Default for NodeBuilder {
             compression_threshold: DEFAULT_COMPRESSION_THRESHOLD,
             cluster_secret: None,
             connection: ConnectionLimits::default(),
-            client_limits: ClientLimits::default(),
             broker: None,
         }
     }
@@ -381,9 +343,9 @@ impl NodeBuilder {
     /// [`MetricsSnapshot::limit_rooms`](crate::MetricsSnapshot::limit_rooms) (joining a room
     /// the id is already in always works); a warning is logged once per connection. At least 1.
     ///
-    /// Default: 1024 ([`DEFAULT_MAX_ROOMS_PER_SOCKET`]).
+    /// Default: 1024 ([`DEFAULT_MAX_ROOMS_PER_SOCKET`](crate::DEFAULT_MAX_ROOMS_PER_SOCKET)).
     pub fn max_rooms_per_socket(mut self, rooms: usize) -> Self {
-        self.client_limits.rooms_per_socket = rooms;
+        self.connection.rooms_per_socket = rooms;
         self
     }
 
@@ -392,9 +354,9 @@ impl NodeBuilder {
     /// [`MetricsSnapshot::limit_event_name`](crate::MetricsSnapshot::limit_event_name); a
     /// warning is logged once per connection, which stays open. At least 1.
     ///
-    /// Default: 128 bytes ([`DEFAULT_MAX_EVENT_NAME_LEN`]).
+    /// Default: 128 bytes ([`DEFAULT_MAX_EVENT_NAME_LEN`](crate::DEFAULT_MAX_EVENT_NAME_LEN)).
     pub fn max_event_name_len(mut self, bytes: usize) -> Self {
-        self.client_limits.event_name_len = bytes;
+        self.connection.event_name_len = bytes;
         self
     }
 
@@ -407,9 +369,9 @@ impl NodeBuilder {
     /// a warning is logged once per connection, which stays open. Plain events are not
     /// limited. At least 1.
     ///
-    /// Default: 256 ([`DEFAULT_MAX_PENDING_REQUESTS`]).
+    /// Default: 256 ([`DEFAULT_MAX_PENDING_REQUESTS`](crate::DEFAULT_MAX_PENDING_REQUESTS)).
     pub fn max_pending_requests(mut self, requests: usize) -> Self {
-        self.client_limits.pending_requests = requests;
+        self.connection.pending_requests = requests;
         self
     }
 
@@ -471,7 +433,7 @@ impl NodeBuilder {
         if self.connection.handler_timeout.is_zero() {
             return Err(OptionsError::ZeroDuration("connection_handler_timeout"));
         }
-        let limits = &self.client_limits;
+        let limits = &self.connection;
         for (name, value) in [
             ("max_rooms_per_socket", limits.rooms_per_socket),
             ("max_event_name_len", limits.event_name_len),
@@ -502,7 +464,6 @@ impl NodeBuilder {
             compression_threshold: self.compression_threshold,
             cluster_key,
             connection: self.connection,
-            client_limits: self.client_limits,
         })
     }
 }

@@ -32,7 +32,7 @@ struct SocketInner {
     /// Client event handlers of this connection still running (see `limits`).
     in_flight: AtomicU32,
     background: Mutex<Option<AbortHandle>>,
-    /// Limits already logged for this connection (`ClientLimits::*_LOGGED` flags).
+    /// Limits already logged for this connection (`ConnectionLimits::*_LOGGED` flags).
     limits_logged: AtomicU8,
     /// Requests of this connection waiting for their reply (see `ClientReply`).
     pending_requests: AtomicUsize,

@@ -121,7 +121,7 @@ async fn accept_loop(listener: TcpListener, acceptor: WsAcceptor, stop: Arc<Noti
                 .await;
             if let Err(error) = served {
                 if error.is_timeout() {
-                    Metrics::add_to(&node.metrics().upgrade_timeouts);
+                    Metrics::add(&node.metrics().upgrade_timeouts);
                 }
                 tracing::debug!(%peer, %error, "HTTP connection ended with an error");
             }

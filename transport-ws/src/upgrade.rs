@@ -111,7 +111,7 @@ impl WsAcceptor {
         }
         if let Some(max) = self.config.max_connections {
             if self.node.connection_count() >= max {
-                Metrics::add_to(&self.node.metrics().limit_connections);
+                Metrics::add(&self.node.metrics().limit_connections);
                 if let Some(held_back) = self.full_log.allow() {
                     tracing::warn!(
                         max,
@@ -132,7 +132,6 @@ impl WsAcceptor {
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let info = RequestInfo::parse(target, self.config.parse, accept.remote_addr);
         let node = self.node.clone();
-        let config = (self.config.outbound_queue, self.config.outbound_bytes);
         let send_buffer = self.config.send_buffer;
         let flow = self.flow.clone();
         tokio::spawn(async move {
@@ -154,11 +153,11 @@ impl WsAcceptor {
                         set_send_buffer(&io, bytes);
                     }
                     let early = &parts.read_buf;
-                    connection::spawn(node, info, accept.socket_id, io, early, &flow, config);
+                    connection::spawn(node, info, accept.socket_id, io, early, &flow);
                 }
                 Err(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    connection::spawn(node, info, accept.socket_id, io, &[], &flow, config);
+                    connection::spawn(node, info, accept.socket_id, io, &[], &flow);
                 }
             }
         });

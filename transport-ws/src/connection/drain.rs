@@ -6,7 +6,7 @@
 //! with a reset, and the peer's stack then drops our close frame unread (a client sending a
 //! message over the size limit saw 1006 instead of 1009).
 
-use super::reader::MAX_HEAD;
+use super::reader::{head_len, MAX_HEAD};
 
 /// Close frame opcode.
 const CLOSE: u8 = 0x8;
@@ -19,28 +19,21 @@ fn frame_extent(head: &[u8]) -> Result<Option<(u8, usize, u64)>, ()> {
     let [b0, b1, ..] = *head else {
         return Ok(None);
     };
-    let extra = match b1 & 0x7F {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let head_len = 2 + extra + if b1 & 0x80 != 0 { 4 } else { 0 };
-    if head.len() < 2 + extra {
-        return Ok(None);
-    }
-    let payload_len = match extra {
-        0 => u64::from(b1 & 0x7F),
-        2 => u64::from(u16::from_be_bytes([head[2], head[3]])),
-        _ => {
-            let mut len = [0u8; 8];
-            len.copy_from_slice(&head[2..10]);
-            let len = u64::from_be_bytes(len);
+    let payload_len = match (b1 & 0x7F, head.get(2..4), head.get(2..10)) {
+        (126, Some(&[hi, lo]), _) => u64::from(u16::from_be_bytes([hi, lo])),
+        (127, _, Some(len)) => {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(len);
+            let len = u64::from_be_bytes(bytes);
             if len >> 63 != 0 {
                 return Err(());
             }
             len
         }
+        (126 | 127, _, _) => return Ok(None),
+        (short, _, _) => u64::from(short),
     };
+    let head_len = head_len(b1);
     if head.len() < head_len {
         return Ok(None);
     }

@@ -24,6 +24,9 @@ use crate::WsConfig;
 #[derive(Debug)]
 pub(crate) struct FlowSettings {
     pub(crate) max_message: usize,
+    /// Bounds of each outbound queue: frames and payload bytes.
+    pub(crate) outbound_frames: usize,
+    pub(crate) outbound_bytes: usize,
     pub(crate) high_bytes: usize,
     pub(crate) low_bytes: usize,
     pub(crate) high_frames: usize,
@@ -39,6 +42,8 @@ impl FlowSettings {
         let high_frames = (config.outbound_queue / 2).max(1);
         FlowSettings {
             max_message: config.max_message_size,
+            outbound_frames: config.outbound_queue,
+            outbound_bytes: config.outbound_bytes,
             high_bytes,
             low_bytes: high_bytes / 2,
             high_frames,

@@ -21,7 +21,6 @@ mod writer;
 use std::future::{poll_fn, Future};
 use std::ops::ControlFlow;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -51,11 +50,13 @@ pub(crate) fn spawn<IO>(
     io: IO,
     early_bytes: &[u8],
     settings: &Arc<FlowSettings>,
-    outbound: (usize, usize),
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let outbox = Arc::new(Outbox::new(outbound.0, outbound.1));
+    let outbox = Arc::new(Outbox::new(
+        settings.outbound_frames,
+        settings.outbound_bytes,
+    ));
     let transport = Box::new(WsTransport {
         outbox: outbox.clone(),
     });
@@ -237,7 +238,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             .poll_deadline(self.last_progress + self.settings.stall_timeout, cx)
         {
             if let Some(guard) = &self.guard {
-                Metrics::add_to(&guard.node.metrics().stalled_closes);
+                Metrics::add(&guard.node.metrics().stalled_closes);
             }
             tracing::warn!(
                 timeout = ?self.settings.stall_timeout,
@@ -249,16 +250,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         Step::Continue
     }
 
-    /// Text frames and bytes waiting to be written: queued, and in the batch being written.
-    fn pending_output(&self) -> (usize, usize) {
-        let (queued_frames, queued_bytes) = self.outbox.queued();
-        let (writing_frames, writing_bytes) = self.writer.pending();
-        (queued_frames + writing_frames, queued_bytes + writing_bytes)
-    }
-
     /// Whether reading may go on now (see [`flow`]); if not, the task is woken when it may.
     fn may_read(&mut self, cx: &mut Context<'_>) -> bool {
-        let pending = self.pending_output();
+        let (_, pending) = output_status(&self.outbox, &self.writer);
         if self.paused {
             if !self.settings.at_or_below_low(pending) {
                 return false; // the writer wakes the task as it drains
@@ -293,7 +287,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     fn pause_for_output(&mut self) {
         self.paused = true;
         if let Some(guard) = &self.guard {
-            Metrics::add_to(&guard.node.metrics().read_pauses);
+            Metrics::add(&guard.node.metrics().read_pauses);
         }
     }
 
@@ -324,7 +318,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 _ => RateVerdict::Pass,
             };
             if verdict != RateVerdict::Pass {
-                Metrics::add_to(&node.metrics().limit_rate);
+                Metrics::add(&node.metrics().limit_rate);
                 if !std::mem::replace(rate_logged, true) {
                     tracing::warn!(
                         conn = socket.conn_id(),
@@ -344,9 +338,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             match message {
                 Message::Text(text) => node.handle_text(socket, text),
-                Message::Binary => {
-                    node.metrics().binary_frames.fetch_add(1, Ordering::Relaxed);
-                }
+                Message::Binary => Metrics::add(&node.metrics().binary_frames),
                 Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
                 Message::Pong => node.handle_pong(socket),
                 Message::Close(code, reason) => {
@@ -356,9 +348,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 }
             }
             // Read on only while the connection may take more (see `flow`).
-            let (open, queued_frames, queued_bytes) = outbox.status();
-            let (writing_frames, writing_bytes) = writer.pending();
-            let pending = (queued_frames + writing_frames, queued_bytes + writing_bytes);
+            let (open, pending) = output_status(outbox, writer);
             if !open {
                 return ControlFlow::Break(()); // this side is closing
             }
@@ -367,7 +357,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 return ControlFlow::Break(());
             }
             if verdict == RateVerdict::PassThenWait || !node.ready_for_input(socket) {
-                Metrics::add_to(&node.metrics().read_pauses);
+                Metrics::add(&node.metrics().read_pauses);
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
@@ -399,7 +389,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             ReadEnd::Violation(code, reason) => {
                 if code == close_codes::TOO_BIG {
-                    Metrics::add_to(&node.metrics().oversized_frames);
+                    Metrics::add(&node.metrics().oversized_frames);
                 }
                 tracing::debug!(
                     conn = socket.conn_id(),
@@ -417,6 +407,17 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         self.guard = None;
         false
     }
+}
+
+/// Whether the outbox still takes frames, and the text frames and bytes waiting to be written:
+/// queued, and in the batch being written.
+fn output_status(outbox: &Outbox, writer: &FrameWriter) -> (bool, (usize, usize)) {
+    let (open, queued_frames, queued_bytes) = outbox.status();
+    let (writing_frames, writing_bytes) = writer.pending();
+    (
+        open,
+        (queued_frames + writing_frames, queued_bytes + writing_bytes),
+    )
 }
 
 /// Reports the disconnect to the node when dropped: when reading ends, when the connection

@@ -194,12 +194,6 @@ impl Outbox {
         Poll::Ready(Taken::Batch(std::mem::take(&mut state.queued)))
     }
 
-    /// Text frames and their payload bytes queued now.
-    pub(crate) fn queued(&self) -> (usize, usize) {
-        let state = self.state.lock();
-        (state.queued.texts.len(), state.queued_bytes)
-    }
-
     /// Whether frames are still accepted, and the text frames and bytes queued now.
     pub(crate) fn status(&self) -> (bool, usize, usize) {
         let state = self.state.lock();
@@ -286,7 +280,7 @@ impl Transport for WsTransport {
 /// sent (1005 "no status", 1006 "abnormal", 1015 "TLS"; RFC 6455 7.4.1) give an empty payload:
 /// echoing a close frame that had no code.
 pub(crate) fn close_payload(code: u16, reason: &str) -> Bytes {
-    if matches!(code, 1005 | 1006 | 1015) {
+    if matches!(code, close_codes::NO_STATUS | close_codes::ABNORMAL | 1015) {
         return Bytes::new();
     }
     let reason = truncate_reason(reason);

@@ -115,8 +115,13 @@ impl FrameReader {
         cx: &mut Context<'_>,
         on_message: &mut impl FnMut(Message<'_>) -> ControlFlow<()>,
     ) -> Poll<ReadEnd> {
-        if std::mem::take(&mut self.undecoded) {
-            match self.decode_partial(on_message) {
+        let mut stop = if std::mem::take(&mut self.undecoded) {
+            self.decode_partial(on_message)
+        } else {
+            None
+        };
+        loop {
+            match stop {
                 Some(Stop::End(end)) => return Poll::Ready(self.end(end)),
                 Some(Stop::Pause) => {
                     self.undecoded = !self.partial.is_empty();
@@ -124,9 +129,7 @@ impl FrameReader {
                 }
                 None => {}
             }
-        }
-        loop {
-            let stop = if self.partial.capacity() - self.partial.len() >= STACK_READ {
+            stop = if self.partial.capacity() - self.partial.len() >= STACK_READ {
                 // The rest of a large frame: read straight into its buffer.
                 match read_into_spare(io, cx, &mut self.partial) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(ReadEnd::Gone(None)),
@@ -149,14 +152,6 @@ impl FrameReader {
                 };
                 self.decode_read(data, on_message)
             };
-            match stop {
-                Some(Stop::End(end)) => return Poll::Ready(self.end(end)),
-                Some(Stop::Pause) => {
-                    self.undecoded = !self.partial.is_empty();
-                    return Poll::Pending;
-                }
-                None => {}
-            }
         }
     }
 
@@ -206,14 +201,7 @@ impl FrameReader {
             Ok(Some(head)) => (head.head_len + head.payload_len).saturating_sub(partial.len()),
             Ok(None) => match partial.get(1) {
                 None => 2 - partial.len(),
-                Some(b1) => {
-                    let extra = match b1 & 0x7F {
-                        126 => 2,
-                        127 => 8,
-                        _ => 0,
-                    };
-                    (2 + extra + 4usize).saturating_sub(partial.len())
-                }
+                Some(&b1) => head_len(b1).saturating_sub(partial.len()),
             },
             Err(_) => usize::MAX, // decoding reports the violation
         }
@@ -462,6 +450,17 @@ fn grow_within(buffer: &mut Vec<u8>, more: usize, limit: usize) {
         let capacity = (buffer.capacity() * 2).max(needed).min(limit.max(needed));
         buffer.reserve_exact(capacity - buffer.len());
     }
+}
+
+/// Length of the frame header whose second byte is `b1`: 2 bytes, the extended payload
+/// length its 7-bit length asks for, and the mask key when its mask bit is set.
+pub(super) fn head_len(b1: u8) -> usize {
+    let extended = match b1 & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    2 + extended + if b1 & 0x80 != 0 { 4 } else { 0 }
 }
 
 /// Parses the header at the start of `data`: `Ok(None)` while it is incomplete.
