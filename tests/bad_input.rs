@@ -15,9 +15,8 @@ use crosswire::{
 };
 use serde_json::{json, Value};
 use support::client::{Received, TestClient};
+use support::raw::{Frame, RawClient};
 use support::WAIT;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 
@@ -116,42 +115,6 @@ async fn assert_still_served(client: &mut TestClient) {
         pushes.is_empty(),
         "unexpected frames before the reply: {pushes:?}"
     );
-}
-
-/// Opens a WebSocket by hand on a plain TCP stream (optionally with a tiny receive buffer) and
-/// returns the stream right after the `101` response: whoever holds it never reads again and
-/// never answers a ping.
-async fn raw_upgrade(addr: SocketAddr, target: &str, recv_buffer: Option<u32>) -> TcpStream {
-    let socket = TcpSocket::new_v4().expect("tcp socket");
-    if let Some(size) = recv_buffer {
-        socket.set_recv_buffer_size(size).expect("set SO_RCVBUF");
-    }
-    let mut stream = timeout(WAIT, socket.connect(addr))
-        .await
-        .expect("TCP connect in time")
-        .expect("TCP connect");
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send the upgrade request");
-    // Byte by byte, so that nothing after the response head is consumed.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = timeout(WAIT, stream.read(&mut byte))
-            .await
-            .expect("upgrade response in time")
-            .expect("read the upgrade response");
-        assert_eq!(n, 1, "server closed during the handshake: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
-    stream
 }
 
 /// A `say` request of exactly `len` bytes with callbackId `cb`.
@@ -611,7 +574,7 @@ fn read_seqs(
 async fn a_client_that_stops_reading_is_dropped_and_others_get_every_broadcast() {
     let mut s = Server::start(Node::builder(), WsConfig::default().outbound_queue(16)).await;
     let fast = s.client("fast").await;
-    let _slow = raw_upgrade(s.addr(), "/?id=slow", Some(4096)).await;
+    let _slow = RawClient::connect_to(s.addr(), "/?id=slow", Some(4096)).await;
     s.wait_bound("fast").await;
     s.wait_bound("slow").await;
 
@@ -672,7 +635,7 @@ async fn a_client_that_stops_reading_is_dropped_at_the_byte_bound_with_a_small_s
         .send_buffer(Some(4096));
     let mut s = Server::start(Node::builder(), config).await;
     let fast = s.client("fast").await;
-    let _slow = raw_upgrade(s.addr(), "/?id=slow", Some(4096)).await;
+    let _slow = RawClient::connect_to(s.addr(), "/?id=slow", Some(4096)).await;
     s.wait_bound("fast").await;
     s.wait_bound("slow").await;
 
@@ -748,7 +711,7 @@ async fn a_peer_that_never_answers_pings_is_terminated() {
         async {}
     });
     let mut alive = s.client("alive").await;
-    let _dead = raw_upgrade(s.addr(), "/?id=dead", None).await;
+    let _dead = RawClient::connect_to(s.addr(), "/?id=dead", None).await;
     s.wait_bound("dead").await;
 
     // Keep reading the tungstenite client (it answers pings while read) while the other one
@@ -828,58 +791,14 @@ async fn a_panicking_connection_handler_does_not_leak_or_stop_the_connection() {
 
 // ----- frame-level rules ------------------------------------------------------------------
 
-/// A masked client frame.
-fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126, "short frames only");
-    let mask = [7, 1, 3, 9];
-    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
-/// Reads one short unmasked server frame: (opcode, payload).
-async fn read_server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    timeout(WAIT, stream.read_exact(&mut head))
-        .await
-        .expect("a frame in time")
-        .expect("read a frame head");
-    let len = match head[1] {
-        126 => {
-            let mut len = [0u8; 2];
-            stream.read_exact(&mut len).await.expect("length");
-            usize::from(u16::from_be_bytes(len))
-        }
-        len => usize::from(len),
-    };
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await.expect("payload");
-    (head[0] & 0x0F, payload)
-}
-
 #[tokio::test]
 async fn frames_sent_right_behind_the_upgrade_request_are_answered() {
     let mut s = Server::start(Node::builder(), WsConfig::default()).await;
-    let mut stream = TcpStream::connect(s.addr()).await.expect("connect");
-    let mut bytes = b"GET /?id=eager HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
-        Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-        Sec-WebSocket-Version: 13\r\n\r\n"
-        .to_vec();
-    bytes.extend(client_frame(
-        1,
-        br#"{"event":"say","payload":1,"callbackId":"c"}"#,
-    ));
     // One write: the server reads the frame together with the request.
-    stream.write_all(&bytes).await.expect("send");
+    let request = Frame::text(r#"{"event":"say","payload":1,"callbackId":"c"}"#).encode();
+    let mut client = RawClient::connect_with_early(s.addr(), "/?id=eager", &request).await;
     s.wait_bound("eager").await;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.expect("response head");
-        head.push(byte[0]);
-    }
-    let (opcode, reply) = read_server_frame(&mut stream).await;
+    let (_, opcode, reply) = client.read_frame().await;
     assert_eq!(opcode, 1);
     let reply: Value = serde_json::from_slice(&reply).expect("reply JSON");
     assert_eq!(reply["callbackId"], "c");
@@ -889,24 +808,18 @@ async fn frames_sent_right_behind_the_upgrade_request_are_answered() {
 #[tokio::test]
 async fn a_ping_is_answered_and_an_unmasked_frame_closes_with_1002() {
     let mut s = Server::start(Node::builder(), WsConfig::default()).await;
-    let mut stream = raw_upgrade(s.addr(), "/?id=raw", None).await;
+    let mut client = RawClient::connect_to(s.addr(), "/?id=raw", None).await;
     s.wait_bound("raw").await;
 
-    stream
-        .write_all(&client_frame(0x9, b"are you there"))
-        .await
-        .expect("ping");
+    client.send(&Frame::ping("are you there").encode()).await;
     assert_eq!(
-        read_server_frame(&mut stream).await,
-        (0xA, b"are you there".to_vec())
+        client.read_frame().await,
+        (true, 0xA, b"are you there".to_vec())
     );
 
     // Clients must mask their frames (RFC 6455 5.1).
-    stream
-        .write_all(&[0x81, 0x02, b'{', b'}'])
-        .await
-        .expect("unmasked frame");
-    let (opcode, payload) = read_server_frame(&mut stream).await;
+    client.send(&Frame::text("{}").unmasked().encode()).await;
+    let (_, opcode, payload) = client.read_frame().await;
     assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
     let closed = s.next_close().await;
     assert_eq!(

@@ -12,6 +12,7 @@ use crosswire::ws::{OverRate, RateLimit, WsConfig, WsServer};
 use crosswire::{system, CloseEvent, CrossReply, Error, Node, NodeBuilder};
 use serde_json::json;
 use support::client::{Received, TestClient};
+use support::raw::{Frame, RawClient};
 use support::WAIT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -322,43 +323,6 @@ async fn a_client_that_never_sends_its_upgrade_request_is_cut_off() {
     assert_eq!(s.node.metrics_snapshot().upgrade_timeouts, 1);
 }
 
-/// A raw WebSocket over TCP that never reads after the upgrade (tiny receive buffer).
-async fn never_reading(addr: std::net::SocketAddr, target: &str) -> TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let mut stream = socket.connect(addr).await.expect("connect");
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("upgrade");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.expect("response");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    stream
-}
-
-/// A masked client text frame.
-fn masked(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    let mask = [7, 7, 7, 7];
-    let mut out = vec![0x81];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().map(|b| b ^ 7));
-    out
-}
-
 #[tokio::test]
 async fn a_client_that_sends_but_never_reads_is_paused_then_dropped_as_stalled() {
     let config = WsConfig::default()
@@ -367,13 +331,20 @@ async fn a_client_that_sends_but_never_reads_is_paused_then_dropped_as_stalled()
         .stall_timeout(Duration::from_millis(500))
         .rate_limit(None);
     let mut s = serve(Node::builder(), config).await;
-    let mut sender = never_reading(s.server.local_addr(), "/?id=stall").await;
+    // Never reads after the upgrade, with a tiny receive buffer.
+    let mut sender = RawClient::connect_to(s.server.local_addr(), "/?id=stall", Some(4096)).await;
     let big = "x".repeat(4000);
-    let frame = masked(&json!({"event": "say", "payload": big, "callbackId": "c"}).to_string());
+    let frame = Frame::text(json!({"event": "say", "payload": big, "callbackId": "c"}).to_string())
+        .encode();
     // Write until the server stops reading and the kernel buffers are full.
     let mut written = 0usize;
     loop {
-        match timeout(Duration::from_millis(500), sender.write_all(&frame)).await {
+        match timeout(
+            Duration::from_millis(500),
+            sender.stream().write_all(&frame),
+        )
+        .await
+        {
             Ok(Ok(())) => written += 1,
             Ok(Err(_)) | Err(_) => break,
         }

@@ -195,6 +195,21 @@ impl RawClient {
     /// Connects to `addr` and upgrades `target` with a hand-written request, optionally with a
     /// small receive buffer. Nothing after the response head is consumed.
     pub async fn connect_to(addr: SocketAddr, target: &str, recv_buffer: Option<u32>) -> RawClient {
+        RawClient::open(addr, target, recv_buffer, &[]).await
+    }
+
+    /// Connects to `addr` and upgrades `target`, sending `early` (frames) in the same write as
+    /// the upgrade request, so that the server reads them together.
+    pub async fn connect_with_early(addr: SocketAddr, target: &str, early: &[u8]) -> RawClient {
+        RawClient::open(addr, target, None, early).await
+    }
+
+    async fn open(
+        addr: SocketAddr,
+        target: &str,
+        recv_buffer: Option<u32>,
+        early: &[u8],
+    ) -> RawClient {
         let socket = TcpSocket::new_v4().expect("tcp socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("set SO_RCVBUF");
@@ -205,12 +220,14 @@ impl RawClient {
             .expect("TCP connect");
         // Each write goes out on its own, so chopped writes reach the server as chopped.
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        let request = format!(
+        let mut request = format!(
             "GET {target} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
+        )
+        .into_bytes();
+        request.extend_from_slice(early);
         stream
-            .write_all(request.as_bytes())
+            .write_all(&request)
             .await
             .expect("send the upgrade request");
         // Byte by byte, so that no frame after the response head is consumed.
