@@ -1,7 +1,7 @@
 //! Messages arriving from the broker: decoded, checked, and handed to local delivery,
 //! cross-server handlers, or the custom-channel handler.
 
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{Arc, Weak};
 
 use crate::bridge::Route;
 use crate::broker::{BrokerMessage, Inbound};
@@ -9,13 +9,9 @@ use crate::envelope::{self, Body};
 use crate::events::{CrossEvent, CrossReplyTo};
 use crate::frame::Payload;
 use crate::listeners::{drive, drive_all};
-use crate::metrics::{LogLimiter, Metrics};
+use crate::metrics::Metrics;
 use crate::node::{CustomMessage, NodeInner};
 use crate::{Error, Node};
-
-/// Limits the "bad signature" warning to one line a second (for the whole process: a flood of
-/// forged envelopes reaches every node of it alike). The counter still counts each one.
-static BAD_SIGNATURE_LOG: LazyLock<LogLimiter> = LazyLock::new(LogLimiter::new);
 
 /// Drains the broker's inbound queue until the node is dropped.
 pub(crate) async fn run(node: Weak<NodeInner>, mut inbound: Inbound) {
@@ -48,7 +44,7 @@ impl Node {
             Ok(()) => {}
             Err(error) if error.is_signature() => {
                 Metrics::add(&inner.metrics.bad_signatures);
-                if let Some(held_back) = BAD_SIGNATURE_LOG.allow() {
+                if let Some(held_back) = inner.bad_signature_log.allow() {
                     tracing::warn!(
                         channel = %message.channel,
                         %error,
