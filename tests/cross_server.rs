@@ -161,7 +161,7 @@ fn replies_by_server(items: &[CrossReply]) -> HashMap<String, Value> {
         .iter()
         .filter_map(|item| match item {
             CrossReply::Reply { server, data, .. } => Some((server.clone(), data.clone())),
-            CrossReply::TimedOut { .. } | CrossReply::ShutDown { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -171,7 +171,7 @@ fn remaining(items: &[CrossReply]) -> Vec<usize> {
         .iter()
         .filter_map(|item| match item {
             CrossReply::Reply { remaining, .. } => Some(*remaining),
-            CrossReply::TimedOut { .. } | CrossReply::ShutDown { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -393,29 +393,46 @@ async fn too_few_replies_time_out_with_the_unresponded_count() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_event_nobody_handles_times_out() {
+async fn nodes_without_a_handler_say_so_and_absent_targets_time_out() {
     let mut cluster = Cluster::start().await;
     let a = cluster.node("a").clone();
+    let timeout = Duration::from_secs(60);
 
+    // `b` has no handler: it says so, and the collection ends at once, waiting for nobody.
+    let started = tokio::time::Instant::now();
     let result = a
         .emit_cross("nobody-listens", &json!({}))
         .to(["b"])
-        .timeout(Duration::from_millis(300))
+        .timeout(timeout)
         .collect()
         .await
         .expect("emit");
-    assert!(!result.success, "{result:?}");
-    assert_eq!(result.unresponded, 1);
-    assert!(result.responses.is_empty());
+    assert!(started.elapsed() < timeout, "ended before the timeout");
+    assert!(result.success, "{result:?}");
+    assert_eq!(result.unresponded, 0);
+    assert!(result.responses.is_empty() && result.missing.is_empty());
 
+    // To every node: none has a handler, none is waited for.
     let result = a
         .emit_cross("nobody-listens", &json!({}))
+        .timeout(timeout)
+        .collect()
+        .await
+        .expect("emit");
+    assert!(started.elapsed() < timeout, "ended before the timeout");
+    assert!(result.success && result.responses.is_empty(), "{result:?}");
+
+    // A node that does not exist cannot say so: it is reported missing at the timeout.
+    let result = a
+        .emit_cross("say", &json!({}))
+        .to(["ghost"])
         .timeout(Duration::from_millis(300))
         .collect()
         .await
         .expect("emit");
     assert!(!result.success, "{result:?}");
     assert_eq!(result.unresponded, 1);
+    assert_eq!(result.missing, ["ghost"]);
     cluster.assert_nothing_pending();
 
     // A round trip from `a` to `b` proves `b` has handled both events by now.

@@ -19,7 +19,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +42,7 @@ pub struct CallbackId(pub(crate) u64);
 
 /// One step of a reply collection.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum CrossReply {
     /// A node replied.
     Reply {
@@ -49,6 +50,22 @@ pub enum CrossReply {
         server: String,
         /// What it replied.
         data: serde_json::Value,
+        /// Replies still expected after this one (0: this was the last).
+        remaining: usize,
+    },
+    /// A node told that it has no handler for the event: it will not reply (it no longer
+    /// counts as expected).
+    NoHandler {
+        /// Its server name.
+        server: String,
+        /// Replies still expected after this one (0: this was the last).
+        remaining: usize,
+    },
+    /// An expected node left the cluster before it replied: it no longer counts as expected,
+    /// and the collection's result names it as missing.
+    Left {
+        /// Its server name.
+        server: String,
         /// Replies still expected after this one (0: this was the last).
         remaining: usize,
     },
@@ -67,17 +84,55 @@ pub enum CrossReply {
 /// All replies of a cross-server emit, collected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrossResult {
-    /// Every expected reply arrived in time.
+    /// Every node expected to reply did, in time (nodes that have no handler for the event
+    /// are not expected; nodes that left are [`missing`](Self::missing)).
     pub success: bool,
     /// Replies by server name.
     pub responses: HashMap<String, serde_json::Value>,
-    /// Expected replies that did not arrive (0 on success).
+    /// Expected replies that did not arrive: timed out, or their node left.
     pub unresponded: usize,
+    /// The expected nodes that did not reply, sorted: those that left the cluster before
+    /// replying, and those still silent at the timeout. Empty on success, and for a collection
+    /// that expected a count ([`CrossEmit::expect`]) rather than nodes.
+    pub missing: Vec<String>,
+}
+
+/// Whom a collection waits for.
+#[derive(Debug)]
+pub(crate) enum Expected {
+    /// This many replies, from anyone (an explicit [`CrossEmit::expect`]).
+    Count(usize),
+    /// A reply (or a "no handler") from each of these nodes.
+    Nodes(HashSet<String>),
+}
+
+impl Expected {
+    fn remaining(&self) -> usize {
+        match self {
+            Expected::Count(n) => *n,
+            Expected::Nodes(nodes) => nodes.len(),
+        }
+    }
+
+    /// Takes `server` off the expectation; returns whether it was on it.
+    fn take(&mut self, server: &str, replied: bool) -> bool {
+        match self {
+            Expected::Count(n) if replied => {
+                *n = n.saturating_sub(1);
+                true
+            }
+            Expected::Count(_) => false,
+            Expected::Nodes(nodes) => nodes.remove(server),
+        }
+    }
 }
 
 struct Pending {
     tx: mpsc::UnboundedSender<CrossReply>,
-    remaining: usize,
+    expected: Expected,
+    /// Expected nodes that left before replying or were silent at the end; shared with the
+    /// [`ReplyStream`].
+    missing: Arc<Mutex<Vec<String>>>,
     timer: Option<AbortHandle>,
 }
 
@@ -90,9 +145,10 @@ pub(crate) struct PendingReplies {
 }
 
 impl PendingReplies {
-    fn register(self: &Arc<Self>, expected: usize, timeout: Duration) -> ReplyStream {
+    pub(crate) fn register(self: &Arc<Self>, expected: Expected, timeout: Duration) -> ReplyStream {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
+        let missing: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut map = self.map.lock();
         let this = Arc::downgrade(self);
         let timer = tokio::spawn(async move {
@@ -105,30 +161,39 @@ impl PendingReplies {
             id,
             Pending {
                 tx,
-                remaining: expected,
+                expected,
+                missing: missing.clone(),
                 timer: Some(timer.abort_handle()),
             },
         );
         ReplyStream {
             id: CallbackId(id),
             rx,
+            missing,
             pending: self.clone(),
         }
     }
 
-    /// Delivers one reply; returns `false` when no collection waits for it.
-    pub(crate) fn deliver(&self, id: u64, server: &str, payload: &Payload) -> bool {
+    /// Delivers one reply (`None`: the node has no handler); returns `false` when no
+    /// collection waits for it.
+    pub(crate) fn deliver(&self, id: u64, server: &str, payload: Option<&Payload>) -> bool {
         let mut map = self.map.lock();
         let Some(pending) = map.get_mut(&id) else {
             return false;
         };
-        pending.remaining = pending.remaining.saturating_sub(1);
-        let remaining = pending.remaining;
-        let _ = pending.tx.send(CrossReply::Reply {
-            server: server.to_owned(),
-            data: payload.value(),
-            remaining,
-        });
+        let expected = pending.expected.take(server, payload.is_some());
+        let remaining = pending.expected.remaining();
+        let server = server.to_owned();
+        let item = match payload {
+            Some(payload) => CrossReply::Reply {
+                server,
+                data: payload.value(),
+                remaining,
+            },
+            None if expected => CrossReply::NoHandler { server, remaining },
+            None => return true,
+        };
+        let _ = pending.tx.send(item);
         if remaining == 0 {
             if let Some(done) = map.remove(&id) {
                 done.stop_timer();
@@ -137,10 +202,33 @@ impl PendingReplies {
         true
     }
 
+    /// Stops waiting for `server` in every collection that expected it by name.
+    pub(crate) fn node_left(&self, server: &str) {
+        let mut map = self.map.lock();
+        map.retain(|_, pending| {
+            if !matches!(&pending.expected, Expected::Nodes(_)) || !pending.expected.take(server, false) {
+                return true;
+            }
+            pending.missing.lock().push(server.to_owned());
+            let remaining = pending.expected.remaining();
+            let _ = pending.tx.send(CrossReply::Left {
+                server: server.to_owned(),
+                remaining,
+            });
+            if remaining == 0 {
+                if let Some(timer) = pending.timer.take() {
+                    timer.abort();
+                }
+            }
+            remaining > 0
+        });
+    }
+
     fn expire(&self, id: u64) {
         if let Some(pending) = self.map.lock().remove(&id) {
+            pending.record_silent();
             let _ = pending.tx.send(CrossReply::TimedOut {
-                unresponded: pending.remaining,
+                unresponded: pending.expected.remaining(),
             });
         }
     }
@@ -150,8 +238,9 @@ impl PendingReplies {
         let all: Vec<Pending> = self.map.lock().drain().map(|(_, p)| p).collect();
         let count = all.len();
         for pending in all {
+            pending.record_silent();
             let _ = pending.tx.send(CrossReply::ShutDown {
-                unresponded: pending.remaining,
+                unresponded: pending.expected.remaining(),
             });
             pending.stop_timer();
         }
@@ -169,6 +258,13 @@ impl PendingReplies {
 }
 
 impl Pending {
+    /// Adds the expected nodes that never replied to the missing ones.
+    fn record_silent(&self) {
+        if let Expected::Nodes(nodes) = &self.expected {
+            self.missing.lock().extend(nodes.iter().cloned());
+        }
+    }
+
     fn stop_timer(mut self) {
         if let Some(timer) = self.timer.take() {
             timer.abort();
@@ -181,6 +277,7 @@ impl Pending {
 pub struct ReplyStream {
     id: CallbackId,
     rx: mpsc::UnboundedReceiver<CrossReply>,
+    missing: Arc<Mutex<Vec<String>>>,
     pending: Arc<PendingReplies>,
 }
 
@@ -188,6 +285,16 @@ impl ReplyStream {
     /// The id of this collection, for [`Node::cancel_cross_callback`].
     pub fn callback_id(&self) -> CallbackId {
         self.id
+    }
+
+    /// The expected nodes that have not replied and no longer will, sorted: those that left
+    /// the cluster, and, once the collection timed out or the node shut down, those still
+    /// silent. Empty when the collection expects a count rather than nodes.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = self.missing.lock().clone();
+        missing.sort();
+        missing.dedup();
+        missing
     }
 
     /// The next reply; `None` after the last reply, the timeout item, or a cancellation.
@@ -208,6 +315,7 @@ impl ReplyStream {
             success: false,
             responses: HashMap::new(),
             unresponded: 0,
+            missing: Vec::new(),
         };
         while let Some(item) = self.recv().await {
             match item {
@@ -217,17 +325,25 @@ impl ReplyStream {
                     remaining,
                 } => {
                     result.responses.insert(server, data);
-                    if remaining == 0 {
-                        result.success = true;
-                    }
+                    result.success = remaining == 0 && result.unresponded == 0;
                 }
-                CrossReply::TimedOut { unresponded } => result.unresponded = unresponded,
+                CrossReply::NoHandler { remaining, .. } => {
+                    result.success = remaining == 0 && result.unresponded == 0;
+                }
+                CrossReply::Left { .. } => {
+                    result.unresponded += 1;
+                    result.success = false;
+                }
+                CrossReply::TimedOut { unresponded } => {
+                    result.unresponded += unresponded;
+                }
                 CrossReply::ShutDown { unresponded } => {
-                    result.unresponded = unresponded;
+                    result.unresponded += unresponded;
                     shut_down = true;
                 }
             }
         }
+        result.missing = self.missing();
         (result, shut_down)
     }
 }
@@ -258,7 +374,12 @@ pub struct CrossEmit<'a> {
     except_self: bool,
     expected: Option<usize>,
     timeout: Duration,
+    /// One of crosswire's own cluster queries (`cluster`).
+    internal: bool,
 }
+
+/// Prefix of the cross-server events crosswire sends itself (cluster queries and actions).
+pub(crate) const INTERNAL_EVENT_PREFIX: &str = "$cw.";
 
 /// What a node does with its own emit, decided from the targets.
 pub(crate) struct Route {
@@ -276,6 +397,15 @@ impl<'a> CrossEmit<'a> {
             except_self: false,
             expected: None,
             timeout: DEFAULT_CROSS_TIMEOUT,
+            internal: false,
+        }
+    }
+
+    /// A cluster query or action of crosswire's own.
+    pub(crate) fn internal<T: Serialize + ?Sized>(node: &'a Node, event: &str, payload: &T) -> Self {
+        CrossEmit {
+            internal: true,
+            ..CrossEmit::new(node, event, payload)
         }
     }
 
@@ -296,10 +426,15 @@ impl<'a> CrossEmit<'a> {
         self
     }
 
-    /// How many replies complete the collection. `0` counts as 1, as in the JavaScript
-    /// package (which treats any value ≤ 0 as 1): a collection always waits for at least one
-    /// reply, and reports it missing on timeout. Default: the number of named targets, or 1
-    /// when sending to every node (the cluster size is not known in advance).
+    /// How many replies complete the collection, from whichever nodes. `0` counts as 1, as in
+    /// the JavaScript package (which treats any value ≤ 0 as 1): a collection always waits
+    /// for at least one reply, and reports it missing on timeout.
+    ///
+    /// Default: a reply from each node addressed — the named targets, or every live node of
+    /// the cluster when sending to all ([`Node::members`] when sent; this node too unless
+    /// [`except_self`](Self::except_self)). A node that has no handler for the event says so
+    /// and is not waited for; an expected node that leaves the cluster is not waited for
+    /// either, and [`CrossResult::missing`] names it.
     pub fn expect(mut self, replies: usize) -> Self {
         self.expected = Some(replies.max(1));
         self
@@ -326,17 +461,34 @@ impl<'a> CrossEmit<'a> {
         }
     }
 
-    fn expected(&self) -> usize {
-        self.expected.unwrap_or(if self.targets.is_empty() {
-            1
-        } else {
-            self.targets.len()
-        })
+    fn expected(&self) -> Expected {
+        if let Some(count) = self.expected {
+            return Expected::Count(count);
+        }
+        if !self.targets.is_empty() {
+            return Expected::Nodes(self.targets.iter().cloned().collect());
+        }
+        let membership = &self.node.inner().membership;
+        let mut nodes: HashSet<String> = membership
+            .other_names()
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        if !self.except_self {
+            nodes.insert(self.node.server_name().to_owned());
+        }
+        Expected::Nodes(nodes)
     }
 
     async fn dispatch(self, collect: bool) -> Result<Option<ReplyStream>, Error> {
         if self.event.is_empty() {
             return Err(Error::invalid("event name", "it is empty"));
+        }
+        if !self.internal && self.event.starts_with(INTERNAL_EVENT_PREFIX) {
+            return Err(Error::invalid(
+                "event name",
+                "events starting with `$cw.` are crosswire's own",
+            ));
         }
         if self.node.is_shutting_down() {
             return Err(Error::ShuttingDown);

@@ -29,6 +29,13 @@ pub(crate) fn check_namespace(namespace: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Suffix of a node's inbox channel, after the bridge prefix and before its server name.
+pub const NODE_INBOX: &str = "inbox:";
+
+fn inbox(bridge_prefix: &str, server_name: &str) -> String {
+    format!("{bridge_prefix}{NODE_INBOX}{server_name}")
+}
+
 /// The channel names a node uses, derived once from its prefixes.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelNames {
@@ -37,17 +44,26 @@ pub(crate) struct ChannelNames {
     pub(crate) bridge: String,
     pub(crate) broadcast: String,
     pub(crate) private_socket: String,
+    /// This node's inbox.
+    pub(crate) own_inbox: String,
 }
 
 impl ChannelNames {
-    pub(crate) fn new(bridge_prefix: &str, ws_prefix: &str) -> Self {
+    pub(crate) fn new(bridge_prefix: &str, ws_prefix: &str, server_name: &str) -> Self {
         ChannelNames {
+            own_inbox: inbox(bridge_prefix, server_name),
             bridge_prefix: bridge_prefix.to_owned(),
             ws_prefix: ws_prefix.to_owned(),
             bridge: format!("{bridge_prefix}{SERVER_BRIDGE}"),
             broadcast: format!("{ws_prefix}{WS_BROADCAST}"),
             private_socket: format!("{ws_prefix}{WS_PRIVATE_SOCKET}"),
         }
+    }
+
+    /// The inbox of node `server_name`: messages for it alone (targeted unicasts, replies to
+    /// its clients, binding lists for it).
+    pub(crate) fn inbox(&self, server_name: &str) -> String {
+        inbox(&self.bridge_prefix, server_name)
     }
 
     /// The channel of a room namespace.

@@ -3,6 +3,9 @@
 //! Each push is encoded once. Local recipients get the same bytes queued directly (never
 //! through the broker); other nodes get them inside one envelope and write them unchanged.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 
@@ -87,25 +90,103 @@ impl Node {
             let state = self.inner().state.read();
             for id in &ids {
                 match state.bound.get(id.as_ref()) {
-                    Some(socket) => local += usize::from(self.send_counted(socket, &frame)),
-                    None => remote.push(id.as_ref()),
+                    // A closing connection's id may be bound again elsewhere already.
+                    Some(socket) if socket.is_open() => {
+                        local += usize::from(self.send_counted(socket, &frame));
+                    }
+                    _ => remote.push(id.as_ref()),
                 }
             }
         }
-        let published = if remote.is_empty() {
-            false
-        } else {
-            let channel = &self.inner().names.private_socket;
-            self.publish_envelope(
-                channel,
-                Body::Sockets {
-                    ids: remote,
-                    frame: &frame,
-                },
-            )
-            .await?
-        };
+        let published = self.publish_unicast(remote, &frame, false).await?;
         Ok(Delivery { local, published })
+    }
+
+    /// Publishes a push for socket ids not bound here: to the inbox of each id's node when
+    /// the directory knows it, the rest on the shared channel. Returns whether anything was
+    /// published.
+    async fn publish_unicast(
+        &self,
+        ids: Vec<&str>,
+        frame: &Bytes,
+        forwarded: bool,
+    ) -> Result<bool, Error> {
+        if ids.is_empty() || self.inner().broker.is_none() {
+            return Ok(false);
+        }
+        let mut shared: Vec<&str> = Vec::new();
+        let mut by_node: HashMap<Arc<str>, Vec<&str>> = HashMap::new();
+        for id in ids {
+            match self.route_of(id) {
+                Some(node) => by_node.entry(node).or_default().push(id),
+                None => shared.push(id),
+            }
+        }
+        let mut result = Ok(true);
+        for (node, ids) in by_node {
+            let channel = self.inner().names.inbox(&node);
+            let body = Body::Sockets {
+                ids,
+                forwarded,
+                frame,
+            };
+            if let Err(error) = self.publish_envelope(&channel, body).await {
+                result = Err(error);
+            }
+        }
+        if !shared.is_empty() {
+            let channel = &self.inner().names.private_socket;
+            let body = Body::Sockets {
+                ids: shared,
+                forwarded,
+                frame,
+            };
+            if let Err(error) = self.publish_envelope(channel, body).await {
+                result = Err(error);
+            }
+        }
+        result
+    }
+
+    /// The node whose inbox a push for `socket_id` goes to: the one the directory names, when
+    /// targeting is on and that node is alive and not this one.
+    fn route_of(&self, socket_id: &str) -> Option<Arc<str>> {
+        let inner = self.inner();
+        if !inner.options.targeted_unicast {
+            return None;
+        }
+        let owner = inner.directory.owner(socket_id)?;
+        let elsewhere = &*owner.node != self.server_name();
+        (elsewhere && inner.membership.is_alive(&owner.node)).then_some(owner.node)
+    }
+
+    /// Delivers a push for socket ids received from another node. With `forward` (it came to
+    /// this node's inbox and was not forwarded before), the ids not bound here any more are
+    /// sent on to where they are now.
+    pub(crate) fn deliver_unicast(&self, ids: &[&str], frame: &Bytes, forward: bool) {
+        let mut moved = Vec::new();
+        {
+            let state = self.inner().state.read();
+            for &id in ids {
+                match state.bound.get(id) {
+                    Some(socket) if socket.is_open() => {
+                        self.send_counted(socket, frame);
+                    }
+                    _ => moved.push(id.to_owned()),
+                }
+            }
+        }
+        if !forward || moved.is_empty() {
+            return;
+        }
+        Metrics::add_n(&self.inner().metrics.unicast_forwards, moved.len());
+        let node = self.clone();
+        let frame = frame.clone();
+        tokio::spawn(async move {
+            let ids = moved.iter().map(String::as_str).collect();
+            // A failure is counted and logged by `publish_envelope`.
+            let _ = node.publish_unicast(ids, &frame, true).await;
+        });
     }
 
     /// Pushes `event` to the members of `room` in `namespace` on every node.
@@ -153,18 +234,6 @@ impl Node {
             .count()
     }
 
-    pub(crate) fn deliver_to_ids<'a>(
-        &self,
-        ids: impl IntoIterator<Item = &'a str>,
-        frame: &Bytes,
-    ) -> usize {
-        let state = self.inner().state.read();
-        ids.into_iter()
-            .filter_map(|id| state.bound.get(id))
-            .filter(|socket| self.send_counted(socket, frame))
-            .count()
-    }
-
     pub(crate) fn deliver_to_room(
         &self,
         namespace: &str,
@@ -186,7 +255,7 @@ impl Node {
     }
 
     /// Queues `frame` on `socket`; counts failures (the transport applied its policy).
-    fn send_counted(&self, socket: &Socket, frame: &Bytes) -> bool {
+    pub(crate) fn send_counted(&self, socket: &Socket, frame: &Bytes) -> bool {
         match socket.send_frame(frame.clone()) {
             Ok(()) => true,
             Err(Error::SlowConsumer) => {

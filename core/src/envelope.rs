@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::signing::{ClusterKey, TAG_LEN};
 
 /// The envelope format version this build writes and reads.
-pub(crate) const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 2;
 /// Flags bit: the body is zstd-compressed.
 pub(crate) const FLAG_ZSTD: u8 = 0b0000_0001;
 /// Flags bit: a [`TAG_LEN`]-byte HMAC-SHA-256 tag follows the header.
@@ -45,10 +45,14 @@ pub(crate) enum Body<'a> {
         #[serde(borrow, with = "serde_bytes")]
         frame: &'a [u8],
     },
-    /// A client push for the listed socket ids, wherever they are bound.
+    /// A client push for the listed socket ids: on the shared channel for whichever node has
+    /// them bound, or in the inbox of the node the sender's directory names.
     Sockets {
         #[serde(borrow)]
         ids: Vec<&'a str>,
+        /// Sent on by a node whose inbox it reached after the ids had moved; never forwarded
+        /// again.
+        forwarded: bool,
         #[serde(borrow, with = "serde_bytes")]
         frame: &'a [u8],
     },
@@ -78,9 +82,53 @@ pub(crate) enum Body<'a> {
     CrossReply {
         target: &'a str,
         callback: u64,
+        /// `None`: the sender has no handler for the event, so it will not reply.
         #[serde(borrow, with = "serde_bytes")]
-        payload: &'a [u8],
+        payload: Option<&'a [u8]>,
     },
+    /// A node's membership announcement (`membership`).
+    Announce(Announce),
+    /// Socket ids bound and unbound on the sender, each with its binding's stamp (`directory`).
+    Bindings {
+        #[serde(borrow)]
+        bound: Vec<(&'a str, u64)>,
+        #[serde(borrow)]
+        unbound: Vec<(&'a str, u64)>,
+    },
+    /// A reply to a client request, handed to another node and sent back to the node holding
+    /// the client's connection ([`ReplyHandle`](crate::ReplyHandle)).
+    ClientReply {
+        /// The receiving node's instance: a handle from before a restart finds no connection.
+        instance: u64,
+        conn: u64,
+        #[serde(borrow, with = "serde_bytes")]
+        frame: &'a [u8],
+    },
+}
+
+/// What a node says about itself to the others.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Announce {
+    /// Random per process: two live instances with one server name tell each other apart.
+    pub(crate) instance: u64,
+    /// When the node started, in milliseconds since the Unix epoch.
+    pub(crate) started_at_ms: u64,
+    /// Whether a client transport serves WebSocket clients on it.
+    pub(crate) serves_clients: bool,
+    /// Its bound clients.
+    pub(crate) clients: u64,
+    pub(crate) phase: AnnouncePhase,
+}
+
+/// Why a node announces itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum AnnouncePhase {
+    /// It just started: every node announces itself back.
+    Hello,
+    /// It is alive (sent every announce interval, and in answer to a hello).
+    Alive,
+    /// It is shutting down: forget it now.
+    Leaving,
 }
 
 /// A complete envelope: who sent it, and what it says.
@@ -398,7 +446,7 @@ mod tests {
 
     #[test]
     fn unknown_flags_are_refused() {
-        let raw = Bytes::from_static(b"\x01\x80{}");
+        let raw = Bytes::from_static(b"\x02\x80{}");
         assert!(matches!(open(&raw, None), Err(EnvelopeError::Flags(0x80))));
     }
 }

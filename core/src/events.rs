@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::frame::{encode_reply, Payload};
 use crate::listeners::Listeners;
+use crate::membership::Member;
 use crate::{Error, Node, Socket};
 
 /// Marks a request answered; a second reply is refused.
@@ -68,6 +69,7 @@ impl Drop for ClientReply {
 /// An event sent by a client: `{"event": E, "payload": P, "callbackId"?: C}`.
 #[derive(Debug, Clone)]
 pub struct ClientEvent {
+    node: Node,
     socket: Socket,
     event: Arc<str>,
     payload: Payload,
@@ -76,17 +78,31 @@ pub struct ClientEvent {
 
 impl ClientEvent {
     pub(crate) fn new(
+        node: Node,
         socket: Socket,
         event: Arc<str>,
         payload: Payload,
         reply: Option<ClientReply>,
     ) -> Self {
         ClientEvent {
+            node,
             socket,
             event,
             payload,
             reply: reply.map(Arc::new),
         }
+    }
+
+    /// The node that received it.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Marks the request answered elsewhere and returns its callback id.
+    pub(crate) fn take_reply(&self) -> Result<String, Error> {
+        let reply = self.reply.as_ref().ok_or(Error::NoReplyExpected)?;
+        reply.answer()?;
+        Ok(reply.callback_id.clone())
     }
 
     /// The connection that sent it.
@@ -153,6 +169,16 @@ pub struct CrossEvent {
     reply_to: Option<Arc<CrossReplyTo>>,
 }
 
+impl CrossReplyTo {
+    pub(crate) fn new(server: Arc<str>, callback: u64) -> Self {
+        CrossReplyTo {
+            server,
+            callback,
+            answered: Once(AtomicBool::new(false)),
+        }
+    }
+}
+
 impl CrossEvent {
     pub(crate) fn new(
         node: Node,
@@ -161,13 +187,7 @@ impl CrossEvent {
         payload: Payload,
         callback: Option<u64>,
     ) -> Self {
-        let reply_to = callback.map(|callback| {
-            Arc::new(CrossReplyTo {
-                server: sender.clone(),
-                callback,
-                answered: Once(AtomicBool::new(false)),
-            })
-        });
+        let reply_to = callback.map(|callback| Arc::new(CrossReplyTo::new(sender.clone(), callback)));
         CrossEvent {
             node,
             sender,
@@ -219,7 +239,7 @@ impl CrossEvent {
         let reply_to = self.reply_to.as_ref().ok_or(Error::NoReplyExpected)?;
         reply_to.answered.take()?;
         let payload = Payload::encode(value)?;
-        self.node.send_cross_reply(reply_to, payload).await
+        self.node.send_cross_reply(reply_to, Some(payload)).await
     }
 }
 
@@ -337,4 +357,11 @@ system_events! {
     Listening: SocketAddr,
     /// The server transport closed.
     ServerClose: (),
+    /// A node joined the cluster (or restarted); handlers receive its [`Member`] entry.
+    NodeJoined: Member,
+    /// A node left the cluster: it shut down, restarted, or missed too many announcements.
+    NodeLeft: Member,
+    /// Another live node announced this node's server name, or two live nodes share one;
+    /// handlers receive the name (also logged as an error and counted).
+    DuplicateServerName: String,
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 
-use crate::bridge::Route;
+use crate::bridge::{Route, INTERNAL_EVENT_PREFIX};
 use crate::broker::{BrokerMessage, Inbound};
 use crate::envelope::{self, Body};
 use crate::events::{CrossEvent, CrossReplyTo};
@@ -60,10 +60,17 @@ impl Node {
         }
     }
 
-    fn handle_envelope(&self, message: &BrokerMessage) -> Result<(), envelope::EnvelopeError> {
+    fn handle_envelope(
+        &self,
+        message: &BrokerMessage,
+    ) -> Result<(), envelope::EnvelopeError> {
         let key = self.inner().options.cluster_key.as_ref();
         let body_bytes = envelope::open(&message.payload, key)?;
         let envelope = envelope::decode(&body_bytes)?;
+        if let Body::Announce(announce) = envelope.body {
+            self.handle_announce(envelope.sender, announce);
+            return Ok(());
+        }
         let me = self.server_name();
         if envelope.sender == me {
             return Ok(());
@@ -72,8 +79,15 @@ impl Node {
             Body::Broadcast { frame } => {
                 self.deliver_to_all(&body_bytes.slice_ref(frame));
             }
-            Body::Sockets { ids, frame } => {
-                self.deliver_to_ids(ids, &body_bytes.slice_ref(frame));
+            Body::Sockets {
+                ids,
+                forwarded,
+                frame,
+            } => {
+                Metrics::add(&self.inner().metrics.unicast_envelopes);
+                let frame = body_bytes.slice_ref(frame);
+                let in_inbox = message.channel == self.inner().names.own_inbox;
+                self.deliver_unicast(&ids, &frame, in_inbox && !forwarded);
             }
             Body::Room {
                 namespace,
@@ -113,11 +127,26 @@ impl Node {
                 payload,
             } => {
                 if target == me {
-                    let payload = Payload::from_json_bytes(body_bytes.slice_ref(payload));
-                    if !self.pending().deliver(callback, envelope.sender, &payload) {
+                    let payload =
+                        payload.map(|p| Payload::from_json_bytes(body_bytes.slice_ref(p)));
+                    if !self
+                        .pending()
+                        .deliver(callback, envelope.sender, payload.as_ref())
+                    {
                         Metrics::add(&self.inner().metrics.late_replies);
                     }
                 }
+            }
+            Body::Announce(_) => {}
+            Body::Bindings { bound, unbound } => {
+                self.handle_bindings(envelope.sender, &bound, &unbound);
+            }
+            Body::ClientReply {
+                instance,
+                conn,
+                frame,
+            } => {
+                self.deliver_client_reply(instance, conn, body_bytes.slice_ref(frame));
             }
         }
         Ok(())
@@ -130,10 +159,22 @@ impl Node {
         payload: Payload,
         callback: Option<u64>,
     ) {
-        let ev = CrossEvent::new(self.clone(), sender, Arc::from(event), payload, callback);
+        if let Some(query) = event.strip_prefix(INTERNAL_EVENT_PREFIX) {
+            self.answer_cluster_query(sender, query, payload, callback);
+            return;
+        }
+        let ev = CrossEvent::new(self.clone(), sender.clone(), Arc::from(event), payload, callback);
         let handlers = self.inner().cross_listeners.start(event, ev);
         if handlers.is_empty() {
             Metrics::add(&self.inner().metrics.unhandled_events);
+            if let Some(callback) = callback {
+                // The asking node stops waiting for this one.
+                let to = CrossReplyTo::new(sender, callback);
+                let node = self.clone();
+                drive(Box::pin(async move {
+                    let _ = node.send_cross_reply(&to, None).await;
+                }));
+            }
         }
         drive_all(handlers);
     }
@@ -167,17 +208,17 @@ impl Node {
         Ok(())
     }
 
-    /// Delivers a cross-server reply: straight into the pending map when this node asked,
-    /// otherwise through the bridge channel.
+    /// Delivers a cross-server reply (`None`: no handler here): straight into the pending map
+    /// when this node asked, otherwise through the bridge channel.
     pub(crate) async fn send_cross_reply(
         &self,
         to: &CrossReplyTo,
-        payload: Payload,
+        payload: Option<Payload>,
     ) -> Result<(), Error> {
         if &*to.server == self.server_name() {
             if !self
                 .pending()
-                .deliver(to.callback, self.server_name(), &payload)
+                .deliver(to.callback, self.server_name(), payload.as_ref())
             {
                 Metrics::add(&self.inner().metrics.late_replies);
             }
@@ -186,7 +227,7 @@ impl Node {
         let body = Body::CrossReply {
             target: &to.server,
             callback: to.callback,
-            payload: payload.as_bytes(),
+            payload: payload.as_ref().map(|p| &p.as_bytes()[..]),
         };
         let channel = self.inner().names.bridge.clone();
         self.publish_envelope(&channel, body).await.map(|_| ())

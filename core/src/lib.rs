@@ -28,18 +28,22 @@
 mod bridge;
 mod broker;
 mod channels;
+mod cluster;
 pub mod close_codes;
 mod delivery;
+mod directory;
 mod envelope;
 mod error;
 mod events;
 pub mod frame;
+mod handoff;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod inbound;
 mod limits;
 mod listeners;
+mod membership;
 mod metrics;
 mod node;
 mod options;
@@ -55,17 +59,20 @@ pub use bridge::{
 pub use broker::{
     inbound_channel, Broker, BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY,
 };
-pub use channels::{SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
+pub use channels::{NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
 pub use error::{BrokerError, BrokerErrorKind, Error, OptionsError};
 pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
 };
+pub use cluster::{Answer, Cluster};
 pub use frame::Payload;
+pub use handoff::ReplyHandle;
 pub use limits::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_MAX_EVENT_NAME_LEN,
     DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_ROOMS_PER_SOCKET,
 };
 pub use listeners::{Listen, ListenerId, Listeners, Off};
+pub use membership::{Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS};
 pub use metrics::{LogLimiter, Metrics, MetricsSnapshot};
 pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
 pub use options::{

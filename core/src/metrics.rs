@@ -82,6 +82,17 @@ counters! {
     /// Client requests dropped because their connection had `max_pending_requests` requests
     /// waiting for a reply.
     limit_pending_requests,
+    /// Announcements showing that another live node uses this node's server name, or that
+    /// two live nodes share one (each is logged as an error).
+    duplicate_server_names,
+    /// Envelopes of pushes to socket ids that this node received and decoded, on the shared
+    /// channel or in its inbox (a measure of what targeted unicast saves).
+    unicast_envelopes,
+    /// Pushes to socket ids that reached this node's inbox after the ids had moved, and were
+    /// sent on to their new node (or to the shared channel).
+    unicast_forwards,
+    /// Replies to client requests from another node whose connection was gone.
+    client_replies_lost,
 }
 
 impl Metrics {

@@ -19,7 +19,10 @@ use crate::events::{
     SystemListeners,
 };
 use crate::frame::{self, Incoming, Payload};
+use crate::directory::Directory;
+use crate::envelope::AnnouncePhase;
 use crate::limits::{ConnectionLimits, InFlight};
+use crate::membership::Membership;
 use crate::listeners::{drive_all, poll_once, BoxFuture, Listen, ListenerId, Listeners, Off};
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
@@ -83,6 +86,10 @@ pub(crate) struct NodeInner {
     pub(crate) shutting_down: AtomicBool,
     /// Woken when the last connection leaves.
     pub(crate) no_connections: tokio::sync::Notify,
+    /// The other nodes of the cluster.
+    pub(crate) membership: Membership,
+    /// Which node each socket id of the cluster is bound on.
+    pub(crate) directory: Directory,
 }
 
 /// Bindings and rooms, under one lock so they always agree.
@@ -120,7 +127,11 @@ impl NodeBuilder {
     /// subscribe or was already used by another node.
     pub async fn build(self) -> Result<Node, Error> {
         let options = self.validate()?;
-        let names = ChannelNames::new(&options.bridge_prefix, &options.ws_prefix);
+        let names = ChannelNames::new(
+            &options.bridge_prefix,
+            &options.ws_prefix,
+            &options.server_name,
+        );
         let inbound = match &self.broker {
             Some(broker) => Some(broker.take_inbound().ok_or_else(|| {
                 crate::BrokerError::new(
@@ -155,13 +166,29 @@ impl NodeBuilder {
             tasks: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             no_connections: tokio::sync::Notify::new(),
+            membership: Membership::new(options.announce_interval, options.missed_announcements),
+            directory: Directory::new(),
             options,
         });
         let node = Node { inner };
         if let Some(inbound) = inbound {
-            let task = tokio::spawn(crate::inbound::run(Arc::downgrade(&node.inner), inbound));
-            node.inner.tasks.lock().push(task.abort_handle());
+            let weak = Arc::downgrade(&node.inner);
+            let tasks = [
+                tokio::spawn(crate::inbound::run(weak.clone(), inbound)),
+                tokio::spawn(crate::directory::run_announcer(weak.clone())),
+                tokio::spawn(crate::membership::run(
+                    weak,
+                    node.inner.options.announce_interval,
+                )),
+            ];
+            node.inner
+                .tasks
+                .lock()
+                .extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
             node.subscribe_fixed_channels().await?;
+            // In the background: a broker that is down must not hold the start up.
+            let hello = node.clone();
+            tokio::spawn(async move { hello.announce(AnnouncePhase::Hello).await });
         }
         if let Some(interval) = node.inner.options.server_ping_interval {
             let task = tokio::spawn(ping_loop(Arc::downgrade(&node.inner), interval));
@@ -230,6 +257,7 @@ impl Node {
         let names = &self.inner.names;
         let mut fixed = vec![
             names.bridge.clone(),
+            names.own_inbox.clone(),
             names.broadcast.clone(),
             names.private_socket.clone(),
         ];
@@ -439,6 +467,14 @@ impl Node {
                 }
             }
         }
+        if socket.socket_id().is_some() && self.inner.broker.is_some() {
+            // The other nodes hear of the binding before the client's first message is read
+            // (and so before it can learn it is logged in): a unicast they send after that
+            // goes to this node, and another connection of the id elsewhere is closed.
+            let directory = &self.inner.directory;
+            let announced = directory.announced(directory.queued());
+            let _ = tokio::time::timeout_at(handlers_deadline, announced).await;
+        }
         if let Some(timeout) = limits.auth_timeout {
             if socket.socket_id().is_none() {
                 self.close_if_unbound_at(&socket, started + timeout);
@@ -568,7 +604,7 @@ impl Node {
             }
         };
         let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
-        let ev = ClientEvent::new(socket.clone(), Arc::from(event), payload, reply);
+        let ev = ClientEvent::new(self.clone(), socket.clone(), Arc::from(event), payload, reply);
         let handlers = self.inner.client_listeners.start(event, ev);
         for mut handler in handlers {
             if !poll_once(&mut handler) {
@@ -642,6 +678,11 @@ impl Node {
         self.inner.connections.read().values().cloned().collect()
     }
 
+    /// The open connection `conn_id` of this node.
+    pub(crate) fn connection(&self, conn_id: u64) -> Option<Socket> {
+        self.inner.connections.read().get(&conn_id).cloned()
+    }
+
     /// Number of open connections on this node, bound or not.
     pub fn connection_count(&self) -> usize {
         self.inner.connections.read().len()
@@ -661,33 +702,61 @@ impl Node {
         if socket_id.is_empty() {
             return Err(Error::invalid("socket id", "it is empty"));
         }
+        let refuse = self.inner.options.duplicate_bind == DuplicateBind::Refuse;
+        if refuse && self.bound_elsewhere(socket_id) {
+            return Err(Error::AlreadyBound(socket_id.to_owned()));
+        }
         let id: SocketId = Arc::from(socket_id);
+        let stamp = self.inner.directory.stamp();
         let mut left_namespaces = Vec::new();
+        let mut previous_id = None;
         let replaced = {
             let mut state = self.inner.state.write();
             if let Some(existing) = state.bound.get(&id) {
                 if existing.same_connection(socket) {
                     return Ok(());
                 }
-                if self.inner.options.duplicate_bind == DuplicateBind::Refuse {
+                if refuse {
                     return Err(Error::AlreadyBound(socket_id.to_owned()));
                 }
             }
             if let Some(previous) = socket.set_socket_id(Some(id.clone())) {
                 state.bound.remove(&previous);
                 left_namespaces = state.rooms.remove_socket(&previous);
+                previous_id = Some(previous);
             }
+            socket.set_bind_stamp(stamp);
             let replaced = state.bound.insert(id.clone(), socket.clone());
             if let Some(old) = &replaced {
                 old.clear_socket_id_if(&id);
             }
             replaced
         };
+        if let Some(previous) = previous_id {
+            self.announce_binding(previous, stamp, false);
+        }
+        self.announce_binding(id, stamp, true);
         if let Some(old) = replaced {
             old.close(close_codes::KICKED, "replaced by a newer connection");
         }
         self.reconcile_namespaces_later(left_namespaces);
         Ok(())
+    }
+
+    /// Whether another live node announced a binding of `socket_id`.
+    fn bound_elsewhere(&self, socket_id: &str) -> bool {
+        self.inner
+            .directory
+            .owner(socket_id)
+            .is_some_and(|owner| self.inner.membership.is_alive(&owner.node))
+    }
+
+    /// Queues the announcement of a binding change for the other nodes (none without a
+    /// broker).
+    fn announce_binding(&self, id: SocketId, stamp: u64, bound: bool) {
+        if self.inner.broker.is_some() {
+            self.inner.directory.queue(id, stamp, bound);
+        }
     }
 
     /// Removes the binding of `socket_id` and all its room memberships; the connection stays
@@ -704,10 +773,23 @@ impl Node {
         true
     }
 
-    /// Removes the binding of `socket_id` to `socket` and its room memberships, at once.
-    /// Returns the namespaces this emptied (their channels are the caller's to reconcile), or
-    /// `None` when the id was not bound to `socket`.
+    /// Removes the binding of `socket_id` to `socket` and its room memberships, at once, and
+    /// announces it. Returns the namespaces this emptied (their channels are the caller's to
+    /// reconcile), or `None` when the id was not bound to `socket`.
     fn unbind_connection(&self, socket_id: &str, socket: &Socket) -> Option<Vec<String>> {
+        let emptied = self.unbind_connection_quietly(socket_id, socket)?;
+        let stamp = self.inner.directory.stamp();
+        self.announce_binding(Arc::from(socket_id), stamp, false);
+        Some(emptied)
+    }
+
+    /// [`unbind_connection`](Self::unbind_connection) without the announcement, for an id
+    /// that another node took over (the others know already).
+    pub(crate) fn unbind_connection_quietly(
+        &self,
+        socket_id: &str,
+        socket: &Socket,
+    ) -> Option<Vec<String>> {
         let mut state = self.inner.state.write();
         match state.bound.get(socket_id) {
             Some(bound) if bound.same_connection(socket) => {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::channels::ChannelNames;
 use crate::limits::ConnectionLimits;
+use crate::membership::{DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS};
 use crate::signing::ClusterKey;
 use crate::{Broker, OptionsError};
 
@@ -52,6 +53,9 @@ pub struct NodeOptions {
     pub(crate) compression_threshold: usize,
     pub(crate) cluster_key: Option<ClusterKey>,
     pub(crate) connection: ConnectionLimits,
+    pub(crate) announce_interval: Duration,
+    pub(crate) missed_announcements: u32,
+    pub(crate) targeted_unicast: bool,
 }
 
 impl NodeOptions {
@@ -114,6 +118,9 @@ pub struct NodeBuilder {
     pub(crate) compression_threshold: usize,
     pub(crate) cluster_secret: Option<Vec<u8>>,
     pub(crate) connection: ConnectionLimits,
+    pub(crate) announce_interval: Duration,
+    pub(crate) missed_announcements: u32,
+    pub(crate) targeted_unicast: bool,
     pub(crate) broker: Option<Arc<dyn Broker>>,
 }
 
@@ -143,6 +150,9 @@ impl Default for NodeBuilder {
             compression_threshold: DEFAULT_COMPRESSION_THRESHOLD,
             cluster_secret: None,
             connection: ConnectionLimits::default(),
+            announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
+            missed_announcements: DEFAULT_MISSED_ANNOUNCEMENTS,
+            targeted_unicast: true,
             broker: None,
         }
     }
@@ -375,6 +385,37 @@ impl NodeBuilder {
         self
     }
 
+    /// How often this node announces itself to the others (it also does when it starts and
+    /// when it shuts down). See [`Node::members`](crate::Node::members).
+    ///
+    /// Default: 5 s ([`DEFAULT_ANNOUNCE_INTERVAL`](crate::DEFAULT_ANNOUNCE_INTERVAL)).
+    pub fn announce_interval(mut self, interval: Duration) -> Self {
+        self.announce_interval = interval;
+        self
+    }
+
+    /// How many announcements another node may miss before this one forgets it: it leaves
+    /// the member table ([`system::NodeLeft`](crate::system::NodeLeft)), its socket ids leave
+    /// the directory, and reply collections stop waiting for it. Nodes of one cluster should
+    /// share this and [`announce_interval`](Self::announce_interval). At least 1.
+    ///
+    /// Default: 3 ([`DEFAULT_MISSED_ANNOUNCEMENTS`](crate::DEFAULT_MISSED_ANNOUNCEMENTS)).
+    pub fn missed_announcements(mut self, missed: u32) -> Self {
+        self.missed_announcements = missed;
+        self
+    }
+
+    /// Whether a push to socket ids bound on other nodes goes to the inbox of the node the
+    /// directory names (so only that node handles it) rather than to the channel every node
+    /// receives. Ids whose node is not known yet go to the shared channel either way.
+    ///
+    /// Default: `true`. `false` is what the JavaScript package does; it exists for
+    /// measuring the difference.
+    pub fn targeted_unicast(mut self, enabled: bool) -> Self {
+        self.targeted_unicast = enabled;
+        self
+    }
+
     /// Checks every setting and freezes them.
     ///
     /// # Errors
@@ -409,7 +450,7 @@ impl NodeBuilder {
         {
             return Err(OptionsError::InvalidNamespace(ns.clone()));
         }
-        let names = ChannelNames::new(b, w);
+        let names = ChannelNames::new(b, w, &server_name);
         for channel in &self.custom_channels {
             if channel.is_empty() {
                 return Err(OptionsError::EmptyCustomChannel);
@@ -429,6 +470,12 @@ impl NodeBuilder {
         }
         if self.connection.auth_timeout == Some(Duration::ZERO) {
             return Err(OptionsError::ZeroDuration("auth_timeout"));
+        }
+        if self.announce_interval.is_zero() {
+            return Err(OptionsError::ZeroDuration("announce_interval"));
+        }
+        if self.missed_announcements == 0 {
+            return Err(OptionsError::ZeroLimit("missed_announcements"));
         }
         if self.connection.handler_timeout.is_zero() {
             return Err(OptionsError::ZeroDuration("connection_handler_timeout"));
@@ -464,6 +511,9 @@ impl NodeBuilder {
             compression_threshold: self.compression_threshold,
             cluster_key,
             connection: self.connection,
+            announce_interval: self.announce_interval,
+            missed_announcements: self.missed_announcements,
+            targeted_unicast: self.targeted_unicast,
         })
     }
 }

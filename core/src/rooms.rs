@@ -204,6 +204,16 @@ impl Rooms {
             .collect()
     }
 
+    /// Each room of `namespace` with its number of members.
+    pub(crate) fn room_sizes(&self, namespace: &str) -> HashMap<String, usize> {
+        self.namespaces.get(namespace).map_or_else(HashMap::new, |rooms| {
+            rooms
+                .iter()
+                .map(|(room, members)| (room.clone(), members.len()))
+                .collect()
+        })
+    }
+
     /// Number of rooms in the namespaces matched by `namespace`.
     pub(crate) fn room_count(&self, namespace: &str, matching: Match) -> usize {
         self.namespaces

@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::envelope::AnnouncePhase;
 use crate::metrics::Metrics;
 use crate::{close_codes, Node};
 
@@ -41,8 +42,9 @@ impl Node {
     ///    [`Error::ShuttingDown`](crate::Error::ShuttingDown) for
     ///    [`CrossEmit::collect`](crate::CrossEmit::collect)); new cross-server emits fail
     ///    with it.
-    /// 5. Every broker channel is unsubscribed and the node's background tasks (broker
-    ///    reader, protocol pings) stop. The node still answers queries about its (now empty)
+    /// 5. The node tells the others it leaves (they forget it at once), its background tasks
+    ///    (broker reader, protocol pings, announcements) stop, and every broker channel is
+    ///    unsubscribed. The node still answers queries about its (now empty)
     ///    state.
     ///
     /// ```
@@ -90,6 +92,13 @@ impl Node {
         }
 
         report.cross_callbacks_failed = self.pending().fail_all();
+        if inner.broker.is_some() {
+            // The others forget this node now, not after its missed announcements.
+            self.announce(AnnouncePhase::Leaving).await;
+        }
+        for task in inner.tasks.lock().drain(..) {
+            task.abort();
+        }
         if let Some(subscriptions) = &inner.subscriptions {
             for channel in subscriptions.subscribed() {
                 if let Err(error) = subscriptions.reconcile(&channel, |_| false).await {
@@ -97,9 +106,6 @@ impl Node {
                     report.unsubscribe_errors += 1;
                 }
             }
-        }
-        for task in inner.tasks.lock().drain(..) {
-            task.abort();
         }
         report
     }

@@ -1,6 +1,6 @@
 //! [`Socket`]: one client connection on this node, as the application holds it.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ struct SocketInner {
     limits_logged: AtomicU8,
     /// Requests of this connection waiting for their reply (see `ClientReply`).
     pending_requests: AtomicUsize,
+    /// The directory stamp of its current binding (see `directory`).
+    bind_stamp: AtomicU64,
 }
 
 impl Socket {
@@ -51,6 +53,7 @@ impl Socket {
                 background: Mutex::new(None),
                 limits_logged: AtomicU8::new(0),
                 pending_requests: AtomicUsize::new(0),
+                bind_stamp: AtomicU64::new(0),
             }),
         }
     }
@@ -72,6 +75,19 @@ impl Socket {
 
     pub(crate) fn set_socket_id(&self, id: Option<Arc<str>>) -> Option<Arc<str>> {
         std::mem::replace(&mut *self.inner.socket_id.lock(), id)
+    }
+
+    pub(crate) fn bind_stamp(&self) -> u64 {
+        self.inner.bind_stamp.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_bind_stamp(&self, stamp: u64) {
+        self.inner.bind_stamp.store(stamp, Ordering::Release);
+    }
+
+    /// Whether frames are still accepted: the connection is neither closing nor closed.
+    pub fn is_open(&self) -> bool {
+        self.inner.transport.is_open()
     }
 
     /// Clears the binding only if it is still `id`; returns whether it was.

@@ -51,6 +51,13 @@ pub trait Transport: Send + Sync + 'static {
     /// that stopped reading from it reads again. Called from whatever task finished the work
     /// that was holding it back; must return at once.
     fn resume(&self) {}
+
+    /// Whether the connection still accepts frames (no close started). A socket id bound to
+    /// a connection that is closing counts as not here: deliveries for it go to the cluster,
+    /// where it may be bound again. Default: `true`.
+    fn is_open(&self) -> bool {
+        true
+    }
 }
 
 /// What the application learns about a connection's opening request.

@@ -71,6 +71,7 @@ impl WsAcceptor {
     /// An acceptor for `node` with `config`.
     pub fn new(node: Node, config: WsConfig) -> Self {
         let flow = Arc::new(FlowSettings::new(&config));
+        node.mark_serving_clients();
         WsAcceptor {
             node,
             config,

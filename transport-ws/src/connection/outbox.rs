@@ -274,6 +274,10 @@ impl Transport for WsTransport {
     fn resume(&self) {
         self.outbox.wake();
     }
+
+    fn is_open(&self) -> bool {
+        self.outbox.is_open()
+    }
 }
 
 /// A close frame's payload: the code, then the reason cut to fit. Codes that must never be
