@@ -17,12 +17,23 @@
 //! Then connect clients, e.g. with websocat:
 //! `websocat 'ws://127.0.0.1:9000/?id=1'` and `websocat 'ws://127.0.0.1:9001/?id=2'`, and send
 //! `{"event":"command","payload":{"action":"toPlayer","toPlayerId":"2","msg":"hi"},"callbackId":"c1"}`.
+//!
+//! To watch the cluster from any client, send
+//! `{"event":"stats","payload":{},"callbackId":"s1"}`: the reply lists every live node with its
+//! clients, the total, and the sizes of the `chat` rooms, e.g.
+//! `{"nodes":[{"name":"a","clients":1},{"name":"b","clients":2}],"clients":3,"rooms":{"r1":2}}`
+//! (plus `"missing":["c"]` when a node did not answer within 2 s).
+//!
+//! `--announce-ms N` sets every node's announce interval (default 5000): a node that crashed
+//! is forgotten after 3 missed announcements, so a short interval makes `stats` follow
+//! nodes that come and go quickly.
 
 use std::error::Error;
+use std::time::Duration;
 
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{system, Node};
+use crosswire::{system, Node, NodeBuilder};
 
 struct Args {
     nodes: u16,
@@ -31,13 +42,26 @@ struct Args {
     name: Option<String>,
     redis: Vec<String>,
     nats: Vec<String>,
+    announce: Option<Duration>,
+}
+
+impl Args {
+    /// A node builder with the options every node of this example shares.
+    fn node_builder(&self) -> NodeBuilder {
+        let builder = Node::builder();
+        match self.announce {
+            Some(interval) => builder.announce_interval(interval),
+            None => builder,
+        }
+    }
 }
 
 const USAGE: &str = "usage: cluster [--nodes N (default 3)] [--port P (default 9000)]
        [--broker memory|redis|nats (default memory)]
        [--name NAME (redis, nats: this process's node)]
        [--redis URL (repeatable, default redis://127.0.0.1:6379)]
-       [--nats URL (repeatable, default nats://127.0.0.1:4222)]";
+       [--nats URL (repeatable, default nats://127.0.0.1:4222)]
+       [--announce-ms N (announce interval of every node in ms, default 5000)]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -47,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         name: None,
         redis: Vec::new(),
         nats: Vec::new(),
+        announce: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +83,15 @@ fn parse_args() -> Result<Args, String> {
             "--name" => args.name = Some(value()?),
             "--redis" => args.redis.push(value()?),
             "--nats" => args.nats.push(value()?),
+            "--announce-ms" => {
+                let ms: u64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--announce-ms: {e}"))?;
+                if ms == 0 {
+                    return Err("--announce-ms must be at least 1".into());
+                }
+                args.announce = Some(Duration::from_millis(ms));
+            }
             "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}; try --help")),
         }
@@ -99,7 +133,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let mut servers = Vec::new();
     for i in 0..args.nodes {
         let name = format!("node{}", i + 1);
-        let node = Node::builder()
+        let node = args
+            .node_builder()
             .server_name(&name)
             .broker(hub.broker())
             .build()
@@ -131,6 +166,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
 async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
 
+    let node_builder = args.node_builder();
     let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
     let urls = if args.redis.is_empty() {
         vec![DEFAULT_REDIS_URL.to_owned()]
@@ -149,7 +185,7 @@ async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
         })
         .build()
         .await?;
-    let node = Node::builder()
+    let node = node_builder
         .server_name(&name)
         .broker(broker.clone())
         .build()
@@ -184,6 +220,7 @@ async fn run_on_redis(_args: Args) -> Result<(), Box<dyn Error>> {
 async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::nats::NatsBroker;
 
+    let node_builder = args.node_builder();
     let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
     let broker = args
         .nats
@@ -195,7 +232,7 @@ async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
         })
         .build()
         .await?;
-    let node = Node::builder()
+    let node = node_builder
         .server_name(&name)
         .broker(broker.clone())
         .build()

@@ -4,11 +4,18 @@
 //! - `leaveRoom {roomId}` → leave it, reply `{msg}`;
 //! - `command {action, msg, toPlayerId?, toPlayerIds?, roomId?}` with action `broadcast`,
 //!   `toPlayer`, `toPlayers` or `toRoom` → push `say {action, msg}` cluster-wide, reply `{msg}`;
-//! - `say` → reply `{msg, echo: payload}`.
+//! - `say` → reply `{msg, echo: payload}`;
+//! - `stats` (any payload) → reply the cluster-wide view of the `chat` namespace, asked of
+//!   every node with [`Node::cluster`] (2 s timeout):
+//!   `{nodes: [{name, clients}, ...], clients, rooms: {roomId: members, ...}}`, nodes sorted
+//!   by name, `clients` their total; with `missing: [names]` when some live nodes did not
+//!   answer in time (the reply then covers the others).
 //!
 //! Identity comes from the query parameter `id` (unless the connection was bound before the
 //! upgrade); a connection without one is closed with 4011.
 //! Ids and room ids may be JSON strings or numbers (numbers are used as strings).
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -16,6 +23,9 @@ use crate::{close_codes, system, ClientEvent, Node, RoomOptions};
 
 /// The room namespace of the demo.
 pub const NAMESPACE: &str = "chat";
+
+/// How long `stats` waits for the nodes' answers.
+const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Installs the demo's connection handler and events on `node`.
 pub fn install(node: &Node) {
@@ -77,6 +87,15 @@ pub fn install(node: &Node) {
         }
     });
 
+    let n = node.clone();
+    node.on("stats", move |ev| {
+        let n = n.clone();
+        async move {
+            let value = stats(&n).await;
+            reply(&ev, value);
+        }
+    });
+
     node.on("say", |ev| async move {
         reply(
             &ev,
@@ -116,6 +135,35 @@ async fn command(node: &Node, data: &Value) -> String {
         Ok(_) => format!("Message sent successfully [action:{action}] "),
         Err(error) => format!("Failed to send message: {error}"),
     }
+}
+
+/// The cluster-wide view of the demo's namespace: clients by node and room sizes, asked
+/// concurrently.
+async fn stats(node: &Node) -> Value {
+    let cluster = node.cluster().timeout(STATS_TIMEOUT);
+    let (clients, rooms) = tokio::join!(cluster.clients_by_node(), cluster.room_sizes(NAMESPACE));
+    let (clients, rooms) = match (clients, rooms) {
+        (Ok(clients), Ok(rooms)) => (clients, rooms),
+        (Err(error), _) | (_, Err(error)) => {
+            return json!({ "error": format!("Failed to get the stats: {error}") });
+        }
+    };
+    // `clients_by_node` is a BTreeMap: the nodes come sorted by name.
+    let nodes: Vec<Value> = clients
+        .value
+        .iter()
+        .map(|(name, count)| json!({ "name": name, "clients": count }))
+        .collect();
+    let total: usize = clients.value.values().sum();
+    let mut value = json!({ "nodes": nodes, "clients": total, "rooms": rooms.value });
+    let mut missing: Vec<String> = clients.missing;
+    missing.extend(rooms.missing);
+    missing.sort();
+    missing.dedup();
+    if !missing.is_empty() {
+        value["missing"] = json!(missing);
+    }
+    value
 }
 
 /// A socket or room id from a JSON string or number.

@@ -16,7 +16,8 @@ use scenarios::Options;
 use servers::{Broker, ServerKind};
 
 const USAGE: &str = "\
-usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|cluster-fanout|slow-consumer|flood|all|soak> [flags]
+usage: crosswire-bench <connect|fanout|rpc|unicast|cross-node|cluster-fanout|slow-consumer|flood|all|
+                       soak|unicast-targeting> [flags]
 
 Runs real WebSocket clients over loopback against a server in a child process: the bare
 fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
@@ -35,6 +36,14 @@ recipients are on the other nodes); with --brokers redis,nats on each broker in 
 slow-consumer adds a client that never reads and reports when the server drops it.
 flood (crosswire only) measures flow control: a client that sends much faster than it
 reads, then one that sends and never reads, against the latency of the other clients.
+unicast-targeting (crosswire only, not part of `all`) compares targeted_unicast(false)
+(before: every push to a socket id on the shared channel every node receives) with
+(true) (after: to the owning node's inbox) in one run: per cluster size of
+--targeting-nodes a fresh cluster of each on one broker (Redis; --brokers), clients spread
+evenly, every toPlayer sent by a client of node a to a client of another node. A paced step
+gives the nodes that handled each unicast (their unicast_envelopes / sent) and the nodes'
+and broker's CPU per 1000 unicasts; a burst gives pushes delivered per second; a summary
+prints the after/before ratios.
 soak (crosswire only, not part of `all`; see scripts/soak.sh) holds many connections for a
 long time with heartbeats, pings, churn and a steady broadcast, and checks for leaks.
 
@@ -56,6 +65,12 @@ flags:
   --rpc-rates R,...     rpc open-loop rates per second (default 5000,10000,20000)
   --unicast-clients N   unicast clients, spread over 3 crosswire nodes (default 2000)
   --unicast-rates R,... unicast toPlayer rates per second (default 10000,20000,30000,40000,60000)
+  --targeting-nodes N,...  unicast-targeting: cluster sizes (default 3,5)
+  --targeting-clients N    unicast-targeting: clients, spread over the nodes (default 600)
+  --targeting-rate R       unicast-targeting: toPlayer/s of the paced step (default 2000)
+  --targeting-duration S   unicast-targeting: sending window of the paced step (default 3)
+  --targeting-burst N      unicast-targeting: toPlayer of the burst step, sent at once
+                        (default 20000)
   --probe-rate R        cross-node probe rate per second, each probe --duration long (default 1000)
   --slow-clients N      slow-consumer reading clients (default 2000)
   --slow-rate R         slow-consumer broadcast rate per second (default 50)
@@ -167,6 +182,11 @@ fn parse(args: &[String]) -> Result<(Options, usize), String> {
             "--rpc-rates" => opts.rpc_rates = list(flag, value()?)?,
             "--unicast-clients" => opts.unicast_clients = number(flag, value()?)?,
             "--unicast-rates" => opts.unicast_rates = list(flag, value()?)?,
+            "--targeting-nodes" => opts.targeting.nodes = list(flag, value()?)?,
+            "--targeting-clients" => opts.targeting.clients = number(flag, value()?)?,
+            "--targeting-rate" => opts.targeting.rate = number(flag, value()?)?,
+            "--targeting-duration" => opts.targeting.duration = seconds(flag, value()?)?,
+            "--targeting-burst" => opts.targeting.burst = number(flag, value()?)?,
             "--probe-rate" => opts.probe_rate = number(flag, value()?)?,
             "--slow-clients" => opts.slow_clients = number(flag, value()?)?,
             "--slow-rate" => opts.slow_rate = number(flag, value()?)?,

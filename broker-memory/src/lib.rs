@@ -30,7 +30,7 @@
 )]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -68,6 +68,7 @@ impl MemoryHub {
             sender: tx,
             inbound: Mutex::new(Some(rx)),
             subscribed: Mutex::new(HashSet::new()),
+            disconnected: AtomicBool::new(false),
         })
     }
 
@@ -96,6 +97,70 @@ pub struct MemoryBroker {
     sender: InboundSender,
     inbound: Mutex<Option<Inbound>>,
     subscribed: Mutex<HashSet<String>>,
+    /// Set by [`MemoryBroker::disconnect`]: the link is dead for good.
+    disconnected: AtomicBool,
+}
+
+impl MemoryBroker {
+    /// Simulates the death of this node's link to the broker (a crashed process, a cut
+    /// network): every channel of this broker is unsubscribed on the hub at once, so the node
+    /// receives nothing more, and every later [`publish`](Broker::publish) and
+    /// [`subscribe`](Broker::subscribe) fails with a [`BrokerError`] of kind
+    /// [`BrokerErrorKind::Closed`]. The node itself is not told: it goes on as a node whose
+    /// broker went away would, and the other nodes stop hearing from it (they forget it after
+    /// its missed announcements). There is no way back; a new node needs a new broker.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use crosswire_core::{Broker, BrokerErrorKind};
+    /// use crosswire_memory::MemoryHub;
+    ///
+    /// let hub = MemoryHub::new();
+    /// let broker = hub.broker();
+    /// broker.subscribe("news").await.unwrap();
+    /// broker.disconnect();
+    /// assert_eq!(hub.subscriber_count("news"), 0);
+    /// let error = broker.publish("news", "hi".into()).await.unwrap_err();
+    /// assert_eq!(error.kind(), BrokerErrorKind::Closed);
+    /// # }
+    /// ```
+    pub fn disconnect(&self) {
+        // Under the hub's lock, so that a subscribe racing with this cannot slip in after it.
+        let mut channels = self.hub.channels.lock();
+        self.disconnected.store(true, Ordering::Release);
+        for channel in self.subscribed.lock().drain() {
+            remove_subscriber(&mut channels, &channel, self.id);
+        }
+    }
+
+    /// Whether [`disconnect`](Self::disconnect) was called.
+    pub fn is_disconnected(&self) -> bool {
+        self.disconnected.load(Ordering::Acquire)
+    }
+
+    fn check_connected(&self) -> Result<(), BrokerError> {
+        if self.is_disconnected() {
+            return Err(BrokerError::new(
+                BrokerErrorKind::Closed,
+                "this broker was disconnected from its hub",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Removes subscriber `id` from `channel`, and the channel when it has no subscriber left.
+fn remove_subscriber(
+    channels: &mut HashMap<String, HashMap<u64, InboundSender>>,
+    channel: &str,
+    id: u64,
+) {
+    if let Some(subs) = channels.get_mut(channel) {
+        subs.remove(&id);
+        if subs.is_empty() {
+            channels.remove(channel);
+        }
+    }
 }
 
 impl std::fmt::Debug for MemoryBroker {
@@ -110,6 +175,7 @@ impl std::fmt::Debug for MemoryBroker {
 #[async_trait]
 impl Broker for MemoryBroker {
     async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BrokerError> {
+        self.check_connected()?;
         let subscribers: Vec<InboundSender> = self
             .hub
             .channels
@@ -135,10 +201,10 @@ impl Broker for MemoryBroker {
                 "the node of this broker is gone",
             ));
         }
+        let mut channels = self.hub.channels.lock();
+        self.check_connected()?;
         self.subscribed.lock().insert(channel.to_owned());
-        self.hub
-            .channels
-            .lock()
+        channels
             .entry(channel.to_owned())
             .or_default()
             .insert(self.id, self.sender.clone());
@@ -147,13 +213,7 @@ impl Broker for MemoryBroker {
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
         self.subscribed.lock().remove(channel);
-        let mut channels = self.hub.channels.lock();
-        if let Some(subs) = channels.get_mut(channel) {
-            subs.remove(&self.id);
-            if subs.is_empty() {
-                channels.remove(channel);
-            }
-        }
+        remove_subscriber(&mut self.hub.channels.lock(), channel, self.id);
         Ok(())
     }
 
@@ -166,12 +226,57 @@ impl Drop for MemoryBroker {
     fn drop(&mut self) {
         let mut channels = self.hub.channels.lock();
         for channel in self.subscribed.get_mut().drain() {
-            if let Some(subs) = channels.get_mut(&channel) {
-                subs.remove(&self.id);
-                if subs.is_empty() {
-                    channels.remove(&channel);
-                }
-            }
+            remove_subscriber(&mut channels, &channel, self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn disconnect_cuts_the_link_both_ways() {
+        let hub = MemoryHub::new();
+        let gone = hub.broker();
+        let other = hub.broker();
+        let mut other_inbound = other.take_inbound().unwrap();
+        let mut gone_inbound = gone.take_inbound().unwrap();
+        for channel in ["a", "b"] {
+            gone.subscribe(channel).await.unwrap();
+            other.subscribe(channel).await.unwrap();
+        }
+        assert!(!gone.is_disconnected());
+
+        gone.disconnect();
+        assert!(gone.is_disconnected());
+        assert_eq!(
+            hub.subscriber_count("a"),
+            1,
+            "only the other broker is left"
+        );
+        assert_eq!(hub.subscriber_count("b"), 1);
+
+        // Nothing goes out ...
+        let error = gone
+            .publish("a", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), BrokerErrorKind::Closed);
+        let error = gone.subscribe("c").await.unwrap_err();
+        assert_eq!(error.kind(), BrokerErrorKind::Closed);
+        assert_eq!(hub.subscriber_count("c"), 0);
+        // ... and nothing comes in.
+        other.publish("a", Bytes::from_static(b"y")).await.unwrap();
+        let got = other_inbound.recv().await.unwrap();
+        assert_eq!((got.channel.as_str(), &got.payload[..]), ("a", &b"y"[..]));
+        let nothing = tokio::time::timeout(Duration::from_millis(50), gone_inbound.recv()).await;
+        assert!(nothing.is_err(), "a disconnected broker receives nothing");
+        // Unsubscribing is still harmless, and dropping it leaves the hub consistent.
+        gone.unsubscribe("a").await.unwrap();
+        drop(gone);
+        assert_eq!(hub.subscriber_count("a"), 1);
     }
 }

@@ -206,7 +206,9 @@ impl PendingReplies {
     pub(crate) fn node_left(&self, server: &str) {
         let mut map = self.map.lock();
         map.retain(|_, pending| {
-            if !matches!(&pending.expected, Expected::Nodes(_)) || !pending.expected.take(server, false) {
+            if !matches!(&pending.expected, Expected::Nodes(_))
+                || !pending.expected.take(server, false)
+            {
                 return true;
             }
             pending.missing.lock().push(server.to_owned());
@@ -402,7 +404,11 @@ impl<'a> CrossEmit<'a> {
     }
 
     /// A cluster query or action of crosswire's own.
-    pub(crate) fn internal<T: Serialize + ?Sized>(node: &'a Node, event: &str, payload: &T) -> Self {
+    pub(crate) fn internal<T: Serialize + ?Sized>(
+        node: &'a Node,
+        event: &str,
+        payload: &T,
+    ) -> Self {
         CrossEmit {
             internal: true,
             ..CrossEmit::new(node, event, payload)

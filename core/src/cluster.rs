@@ -207,7 +207,10 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
-    pub async fn room_sizes(&self, namespace: &str) -> Result<Answer<BTreeMap<String, usize>>, Error> {
+    pub async fn room_sizes(
+        &self,
+        namespace: &str,
+    ) -> Result<Answer<BTreeMap<String, usize>>, Error> {
         let replies = self.ask("room_sizes", &namespace, |_| false).await?;
         let mut sizes = BTreeMap::new();
         for (_, rooms) in replies.decoded::<HashMap<String, usize>>() {
@@ -412,7 +415,10 @@ impl Node {
         drive(Box::pin(async move {
             let answer = node.cluster_answer(&query, &payload).await;
             if answer.is_none() {
-                tracing::debug!(query, "a cluster query this node does not know, or malformed");
+                tracing::debug!(
+                    query,
+                    "a cluster query this node does not know, or malformed"
+                );
             }
             let answer = answer.and_then(|value| Payload::encode(&value).ok());
             let _ = node.send_cross_reply(&to, answer).await;
@@ -426,7 +432,11 @@ impl Node {
             "clients" => Value::from(self.local_client_count()),
             "room" => {
                 let args: RoomArgs = payload.json().ok()?;
-                let matching = if args.prefix { Match::Prefix } else { Match::Exact };
+                let matching = if args.prefix {
+                    Match::Prefix
+                } else {
+                    Match::Exact
+                };
                 let ids = self.room_socket_ids(&args.namespace, args.room.as_deref(), matching);
                 if args.ids {
                     Value::from(ids.into_iter().collect::<Vec<_>>())
@@ -463,10 +473,15 @@ impl Node {
                     return Some(Value::from(false));
                 }
                 let done = if query == "join" {
-                    self.join_room(&namespace, &room, &args.socket_id).await.is_ok()
+                    self.join_room(&namespace, &room, &args.socket_id)
+                        .await
+                        .is_ok()
                 } else {
                     let was_in = self.is_joined(&args.socket_id, &namespace, Some(&room));
-                    self.leave_room(&namespace, &room, &args.socket_id).await.is_ok() && was_in
+                    self.leave_room(&namespace, &room, &args.socket_id)
+                        .await
+                        .is_ok()
+                        && was_in
                 };
                 Value::from(done)
             }

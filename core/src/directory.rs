@@ -187,7 +187,11 @@ impl Node {
             if let Some(emptied) = self.unbind_connection_quietly(socket_id, &local) {
                 self.reconcile_namespaces_later(emptied);
             }
-            tracing::debug!(socket_id, node = sender, "socket id bound on another node; closing its connection here");
+            tracing::debug!(
+                socket_id,
+                node = sender,
+                "socket id bound on another node; closing its connection here"
+            );
             local.close(close_codes::KICKED, "logged in on another server");
         } else {
             // The other node may not know of this binding (it joined after it was
@@ -247,7 +251,11 @@ pub(crate) async fn run_announcer(node: Weak<NodeInner>) {
         let mut bound = Vec::new();
         let mut unbound = Vec::new();
         for change in &batch {
-            let list = if change.bound { &mut bound } else { &mut unbound };
+            let list = if change.bound {
+                &mut bound
+            } else {
+                &mut unbound
+            };
             list.push((&*change.id, change.stamp));
         }
         let channel = node.inner().names.bridge.clone();

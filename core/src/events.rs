@@ -187,7 +187,8 @@ impl CrossEvent {
         payload: Payload,
         callback: Option<u64>,
     ) -> Self {
-        let reply_to = callback.map(|callback| Arc::new(CrossReplyTo::new(sender.clone(), callback)));
+        let reply_to =
+            callback.map(|callback| Arc::new(CrossReplyTo::new(sender.clone(), callback)));
         CrossEvent {
             node,
             sender,

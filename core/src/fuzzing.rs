@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use crate::envelope::{self, Body, Compression, Envelope};
+use crate::envelope::{self, Announce, AnnouncePhase, Body, Compression, Envelope};
 use crate::frame::{self, FrameError, Incoming};
 use crate::signing::ClusterKey;
 
@@ -76,6 +76,8 @@ pub enum BodySpec {
     Sockets {
         /// The socket ids.
         ids: Vec<String>,
+        /// Whether a node whose inbox it reached sent it on (never forwarded again).
+        forwarded: bool,
         /// The encoded client frame.
         frame: Vec<u8>,
     },
@@ -111,9 +113,69 @@ pub enum BodySpec {
         target: String,
         /// The callback id it asked with.
         callback: u64,
-        /// The reply's JSON payload.
-        payload: Vec<u8>,
+        /// The reply's JSON payload; `None` when the sender has no handler for the event.
+        payload: Option<Vec<u8>>,
     },
+    /// A node's membership announcement.
+    Announce {
+        /// The sender's random per-process instance.
+        instance: u64,
+        /// When the sender started, in milliseconds since the Unix epoch.
+        started_at_ms: u64,
+        /// Whether the sender serves WebSocket clients.
+        serves_clients: bool,
+        /// The sender's bound clients.
+        clients: u64,
+        /// Why the sender announces itself.
+        phase: AnnouncePhaseSpec,
+    },
+    /// Socket ids bound and unbound on the sender, each with its binding's stamp.
+    Bindings {
+        /// Ids bound, with their stamps.
+        bound: Vec<(String, u64)>,
+        /// Ids unbound, with their stamps.
+        unbound: Vec<(String, u64)>,
+    },
+    /// A reply to a client request, for the node holding the client's connection.
+    ClientReply {
+        /// The receiving node's instance.
+        instance: u64,
+        /// The connection on the receiving node.
+        conn: u64,
+        /// The encoded client frame.
+        frame: Vec<u8>,
+    },
+}
+
+/// Why a node announces itself (the phase of a [`BodySpec::Announce`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncePhaseSpec {
+    /// It just started.
+    Hello,
+    /// It is alive.
+    Alive,
+    /// It is shutting down.
+    Leaving,
+}
+
+impl From<AnnouncePhaseSpec> for AnnouncePhase {
+    fn from(phase: AnnouncePhaseSpec) -> Self {
+        match phase {
+            AnnouncePhaseSpec::Hello => AnnouncePhase::Hello,
+            AnnouncePhaseSpec::Alive => AnnouncePhase::Alive,
+            AnnouncePhaseSpec::Leaving => AnnouncePhase::Leaving,
+        }
+    }
+}
+
+impl From<AnnouncePhase> for AnnouncePhaseSpec {
+    fn from(phase: AnnouncePhase) -> Self {
+        match phase {
+            AnnouncePhase::Hello => AnnouncePhaseSpec::Hello,
+            AnnouncePhase::Alive => AnnouncePhaseSpec::Alive,
+            AnnouncePhase::Leaving => AnnouncePhaseSpec::Leaving,
+        }
+    }
 }
 
 /// How [`encode_envelope`] writes an envelope.
@@ -131,6 +193,10 @@ fn borrowed(list: &[String]) -> Vec<&str> {
     list.iter().map(String::as_str).collect()
 }
 
+fn borrowed_stamps(list: &[(String, u64)]) -> Vec<(&str, u64)> {
+    list.iter().map(|(id, stamp)| (id.as_str(), *stamp)).collect()
+}
+
 fn fuzz_key(sign: bool) -> Option<ClusterKey> {
     sign.then(|| ClusterKey::new(FUZZ_SECRET)).flatten()
 }
@@ -142,8 +208,13 @@ fn fuzz_key(sign: bool) -> Option<ClusterKey> {
 pub fn encode_envelope(spec: &EnvelopeSpec, options: EncodeOptions) -> Result<Vec<u8>, String> {
     let body = match &spec.body {
         BodySpec::Broadcast { frame } => Body::Broadcast { frame },
-        BodySpec::Sockets { ids: list, frame } => Body::Sockets {
+        BodySpec::Sockets {
+            ids: list,
+            forwarded,
+            frame,
+        } => Body::Sockets {
             ids: borrowed(list),
+            forwarded: *forwarded,
             frame,
         },
         BodySpec::Room {
@@ -179,7 +250,33 @@ pub fn encode_envelope(spec: &EnvelopeSpec, options: EncodeOptions) -> Result<Ve
         } => Body::CrossReply {
             target,
             callback: *callback,
-            payload,
+            payload: payload.as_deref(),
+        },
+        BodySpec::Announce {
+            instance,
+            started_at_ms,
+            serves_clients,
+            clients,
+            phase,
+        } => Body::Announce(Announce {
+            instance: *instance,
+            started_at_ms: *started_at_ms,
+            serves_clients: *serves_clients,
+            clients: *clients,
+            phase: (*phase).into(),
+        }),
+        BodySpec::Bindings { bound, unbound } => Body::Bindings {
+            bound: borrowed_stamps(bound),
+            unbound: borrowed_stamps(unbound),
+        },
+        BodySpec::ClientReply {
+            instance,
+            conn,
+            frame,
+        } => Body::ClientReply {
+            instance: *instance,
+            conn: *conn,
+            frame,
         },
     };
     let envelope = Envelope {
@@ -209,12 +306,22 @@ pub fn decode_envelope(raw: &[u8], keyed: bool) -> Result<EnvelopeSpec, String> 
 
 fn to_spec(envelope: &Envelope<'_>) -> EnvelopeSpec {
     let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let owned_stamps = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(id, stamp)| ((*id).to_owned(), *stamp))
+            .collect::<Vec<_>>()
+    };
     let body = match &envelope.body {
         Body::Broadcast { frame } => BodySpec::Broadcast {
             frame: frame.to_vec(),
         },
-        Body::Sockets { ids, frame } => BodySpec::Sockets {
+        Body::Sockets {
+            ids,
+            forwarded,
+            frame,
+        } => BodySpec::Sockets {
             ids: owned(ids),
+            forwarded: *forwarded,
             frame: frame.to_vec(),
         },
         Body::Room {
@@ -250,7 +357,27 @@ fn to_spec(envelope: &Envelope<'_>) -> EnvelopeSpec {
         } => BodySpec::CrossReply {
             target: (*target).to_owned(),
             callback: *callback,
-            payload: payload.to_vec(),
+            payload: payload.map(<[u8]>::to_vec),
+        },
+        Body::Announce(announce) => BodySpec::Announce {
+            instance: announce.instance,
+            started_at_ms: announce.started_at_ms,
+            serves_clients: announce.serves_clients,
+            clients: announce.clients,
+            phase: announce.phase.into(),
+        },
+        Body::Bindings { bound, unbound } => BodySpec::Bindings {
+            bound: owned_stamps(bound),
+            unbound: owned_stamps(unbound),
+        },
+        Body::ClientReply {
+            instance,
+            conn,
+            frame,
+        } => BodySpec::ClientReply {
+            instance: *instance,
+            conn: *conn,
+            frame: frame.to_vec(),
         },
     };
     EnvelopeSpec {

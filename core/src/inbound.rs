@@ -60,10 +60,7 @@ impl Node {
         }
     }
 
-    fn handle_envelope(
-        &self,
-        message: &BrokerMessage,
-    ) -> Result<(), envelope::EnvelopeError> {
+    fn handle_envelope(&self, message: &BrokerMessage) -> Result<(), envelope::EnvelopeError> {
         let key = self.inner().options.cluster_key.as_ref();
         let body_bytes = envelope::open(&message.payload, key)?;
         let envelope = envelope::decode(&body_bytes)?;
@@ -163,7 +160,13 @@ impl Node {
             self.answer_cluster_query(sender, query, payload, callback);
             return;
         }
-        let ev = CrossEvent::new(self.clone(), sender.clone(), Arc::from(event), payload, callback);
+        let ev = CrossEvent::new(
+            self.clone(),
+            sender.clone(),
+            Arc::from(event),
+            payload,
+            callback,
+        );
         let handlers = self.inner().cross_listeners.start(event, ev);
         if handlers.is_empty() {
             Metrics::add(&self.inner().metrics.unhandled_events);

@@ -16,8 +16,16 @@
 //!
 //! # Channels
 //! With the default prefixes a node subscribes to `csbp:server_bridge` (cross-server events and
-//! replies), `ws:broadcast`, `ws:private_socket`, and `ws:{namespace}` for each room namespace
-//! with local members (or preset), plus its custom channels.
+//! replies, membership and binding announcements), its inbox `csbp:inbox:{server_name}`
+//! (pushes to socket ids bound on it, replies handed to it), `ws:broadcast`,
+//! `ws:private_socket` (pushes to socket ids whose node the sender does not know), and
+//! `ws:{namespace}` for each room namespace with local members (or preset), plus its custom
+//! channels.
+//!
+//! # The cluster
+//! Module `membership` keeps the table of live nodes ([`Node::members`]), `directory` the
+//! node of every socket id (single login across nodes, targeted unicast), and `cluster` the
+//! cluster-wide queries and actions ([`Node::cluster`]).
 
 #![cfg_attr(
     not(test),
@@ -28,18 +36,18 @@
 mod bridge;
 mod broker;
 mod channels;
-mod cluster;
 pub mod close_codes;
+mod cluster;
 mod delivery;
 mod directory;
 mod envelope;
 mod error;
 mod events;
 pub mod frame;
-mod handoff;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod handoff;
 mod inbound;
 mod limits;
 mod listeners;
@@ -60,11 +68,11 @@ pub use broker::{
     inbound_channel, Broker, BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY,
 };
 pub use channels::{NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
+pub use cluster::{Answer, Cluster};
 pub use error::{BrokerError, BrokerErrorKind, Error, OptionsError};
 pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
 };
-pub use cluster::{Answer, Cluster};
 pub use frame::Payload;
 pub use handoff::ReplyHandle;
 pub use limits::{

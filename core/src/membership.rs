@@ -86,8 +86,9 @@ impl Membership {
         }
     }
 
-    pub(crate) fn set_serves_clients(&self) {
-        self.serves_clients.store(true, Ordering::Relaxed);
+    /// Returns whether this changed it.
+    pub(crate) fn set_serves_clients(&self) -> bool {
+        !self.serves_clients.swap(true, Ordering::Relaxed)
     }
 
     /// This node's announcement.
@@ -189,7 +190,10 @@ impl Membership {
 
     pub(crate) fn others(&self) -> Vec<Member> {
         let others = self.others.lock();
-        others.iter().map(|(name, peer)| peer.member(name)).collect()
+        others
+            .iter()
+            .map(|(name, peer)| peer.member(name))
+            .collect()
     }
 }
 
@@ -239,9 +243,17 @@ impl Node {
     }
 
     /// Marks this node as serving WebSocket clients, which its announcements then say (see
-    /// [`Member::serves_clients`]). Client transports call it when they are set up.
+    /// [`Member::serves_clients`]); the others hear of it at once. Client transports call it
+    /// when they are set up.
     pub fn mark_serving_clients(&self) {
-        self.inner().membership.set_serves_clients();
+        if !self.inner().membership.set_serves_clients() || self.inner().broker.is_none() {
+            return;
+        }
+        // Outside a runtime, the next periodic announcement tells them.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let node = self.clone();
+            runtime.spawn(async move { node.announce(AnnouncePhase::Alive).await });
+        }
     }
 
     /// Publishes this node's announcement on the bridge channel.

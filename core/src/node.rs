@@ -13,17 +13,17 @@ use tokio::task::AbortHandle;
 
 use crate::bridge::{CrossEmit, PendingReplies};
 use crate::channels::{check_namespace, ChannelNames, Subscriptions};
+use crate::directory::Directory;
+use crate::envelope::AnnouncePhase;
 use crate::envelope::Compression;
 use crate::events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
     SystemListeners,
 };
 use crate::frame::{self, Incoming, Payload};
-use crate::directory::Directory;
-use crate::envelope::AnnouncePhase;
 use crate::limits::{ConnectionLimits, InFlight};
-use crate::membership::Membership;
 use crate::listeners::{drive_all, poll_once, BoxFuture, Listen, ListenerId, Listeners, Off};
+use crate::membership::Membership;
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
 use crate::rooms::{Match, Rooms, SocketId};
@@ -604,7 +604,13 @@ impl Node {
             }
         };
         let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
-        let ev = ClientEvent::new(self.clone(), socket.clone(), Arc::from(event), payload, reply);
+        let ev = ClientEvent::new(
+            self.clone(),
+            socket.clone(),
+            Arc::from(event),
+            payload,
+            reply,
+        );
         let handlers = self.inner.client_listeners.start(event, ev);
         for mut handler in handlers {
             if !poll_once(&mut handler) {

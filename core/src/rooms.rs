@@ -206,12 +206,14 @@ impl Rooms {
 
     /// Each room of `namespace` with its number of members.
     pub(crate) fn room_sizes(&self, namespace: &str) -> HashMap<String, usize> {
-        self.namespaces.get(namespace).map_or_else(HashMap::new, |rooms| {
-            rooms
-                .iter()
-                .map(|(room, members)| (room.clone(), members.len()))
-                .collect()
-        })
+        self.namespaces
+            .get(namespace)
+            .map_or_else(HashMap::new, |rooms| {
+                rooms
+                    .iter()
+                    .map(|(room, members)| (room.clone(), members.len()))
+                    .collect()
+            })
     }
 
     /// Number of rooms in the namespaces matched by `namespace`.

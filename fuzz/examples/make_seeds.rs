@@ -6,7 +6,9 @@
 
 use std::path::Path;
 
-use crosswire_core::fuzzing::{encode_envelope, BodySpec, EncodeOptions, EnvelopeSpec};
+use crosswire_core::fuzzing::{
+    encode_envelope, AnnouncePhaseSpec, BodySpec, EncodeOptions, EnvelopeSpec,
+};
 use crosswire_fuzz::frames::{client_frame, close_payload};
 use crosswire_fuzz::plan::{Plan, LIMITS};
 
@@ -192,6 +194,15 @@ fn envelope_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "sockets",
             spec(BodySpec::Sockets {
                 ids: ids(&["1", "2"]),
+                forwarded: false,
+                frame: frame.clone(),
+            }),
+        ),
+        (
+            "sockets-forwarded",
+            spec(BodySpec::Sockets {
+                ids: ids(&["3"]),
+                forwarded: true,
                 frame: frame.clone(),
             }),
         ),
@@ -210,7 +221,63 @@ fn envelope_seeds() -> Vec<(&'static str, Vec<u8>)> {
             spec(BodySpec::CrossReply {
                 target: "node-a".into(),
                 callback: 42,
-                payload: b"[1,2,3]".to_vec(),
+                payload: Some(b"[1,2,3]".to_vec()),
+            }),
+        ),
+        (
+            "cross-reply-unhandled",
+            spec(BodySpec::CrossReply {
+                target: "node-a".into(),
+                callback: 43,
+                payload: None,
+            }),
+        ),
+        (
+            "announce-hello",
+            spec(BodySpec::Announce {
+                instance: 0x5eed_f00d_cafe_d00d,
+                started_at_ms: 1_767_225_600_000,
+                serves_clients: true,
+                clients: 0,
+                phase: AnnouncePhaseSpec::Hello,
+            }),
+        ),
+        (
+            "announce-alive",
+            spec(BodySpec::Announce {
+                instance: 0x5eed_f00d_cafe_d00d,
+                started_at_ms: 1_767_225_600_000,
+                serves_clients: false,
+                clients: 1234,
+                phase: AnnouncePhaseSpec::Alive,
+            }),
+        ),
+        (
+            "announce-leaving",
+            spec(BodySpec::Announce {
+                instance: 7,
+                started_at_ms: 0,
+                serves_clients: true,
+                clients: u64::MAX,
+                phase: AnnouncePhaseSpec::Leaving,
+            }),
+        ),
+        (
+            "bindings",
+            spec(BodySpec::Bindings {
+                bound: vec![
+                    ("1".into(), 1_767_225_600_001),
+                    ("2".into(), 1_767_225_600_002),
+                ],
+                unbound: vec![("7".into(), 1_767_225_600_003)],
+            }),
+        ),
+        (
+            "client-reply",
+            spec(BodySpec::ClientReply {
+                instance: 0x5eed_f00d_cafe_d00d,
+                conn: 17,
+                frame: br#"{"callbackId":"c1","payload":{"ok":true}}"#.to_vec(),
             }),
         ),
     ];

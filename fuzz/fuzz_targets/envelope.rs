@@ -13,7 +13,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use crosswire_core::fuzzing::{
-    decode_envelope, encode_envelope, BodySpec, EncodeOptions, EnvelopeSpec, MAX_DECOMPRESSED,
+    decode_envelope, encode_envelope, AnnouncePhaseSpec, BodySpec, EncodeOptions, EnvelopeSpec,
+    MAX_DECOMPRESSED,
 };
 use crosswire_fuzz::alloc_track::{measure, Tracking};
 use libfuzzer_sys::fuzz_target;
@@ -97,17 +98,41 @@ struct Built {
 #[derive(Debug, Arbitrary)]
 enum BuiltBody {
     Broadcast(Vec<u8>),
-    Sockets(Vec<String>, Vec<u8>),
+    Sockets(Vec<String>, bool, Vec<u8>),
     Room(String, String, Vec<String>, bool, Vec<u8>),
     CrossEvent(String, Vec<String>, bool, Option<u64>, Vec<u8>),
-    CrossReply(String, u64, Vec<u8>),
+    CrossReply(String, u64, Option<Vec<u8>>),
+    Announce(u64, u64, bool, u64, BuiltPhase),
+    Bindings(Vec<(String, u64)>, Vec<(String, u64)>),
+    ClientReply(u64, u64, Vec<u8>),
+}
+
+#[derive(Debug, Arbitrary)]
+enum BuiltPhase {
+    Hello,
+    Alive,
+    Leaving,
+}
+
+impl From<BuiltPhase> for AnnouncePhaseSpec {
+    fn from(phase: BuiltPhase) -> Self {
+        match phase {
+            BuiltPhase::Hello => AnnouncePhaseSpec::Hello,
+            BuiltPhase::Alive => AnnouncePhaseSpec::Alive,
+            BuiltPhase::Leaving => AnnouncePhaseSpec::Leaving,
+        }
+    }
 }
 
 impl Built {
     fn into_spec(self) -> EnvelopeSpec {
         let body = match self.body {
             BuiltBody::Broadcast(frame) => BodySpec::Broadcast { frame },
-            BuiltBody::Sockets(ids, frame) => BodySpec::Sockets { ids, frame },
+            BuiltBody::Sockets(ids, forwarded, frame) => BodySpec::Sockets {
+                ids,
+                forwarded,
+                frame,
+            },
             BuiltBody::Room(namespace, room, exclude, destroy, frame) => BodySpec::Room {
                 namespace,
                 room,
@@ -128,6 +153,21 @@ impl Built {
                 target,
                 callback,
                 payload,
+            },
+            BuiltBody::Announce(instance, started_at_ms, serves_clients, clients, phase) => {
+                BodySpec::Announce {
+                    instance,
+                    started_at_ms,
+                    serves_clients,
+                    clients,
+                    phase: phase.into(),
+                }
+            }
+            BuiltBody::Bindings(bound, unbound) => BodySpec::Bindings { bound, unbound },
+            BuiltBody::ClientReply(instance, conn, frame) => BodySpec::ClientReply {
+                instance,
+                conn,
+                frame,
             },
         };
         EnvelopeSpec {

@@ -31,6 +31,16 @@ impl Drop for ClusterProcess {
 }
 
 impl ClusterProcess {
+    /// Kills the process at once (SIGKILL), as a crash would: it never says goodbye.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Its WebSocket address, parsed.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.addr.parse().expect("a host:port address")
+    }
+
     /// Starts node `name` on a free port with `broker_args` (e.g. `--broker redis --redis URL`)
     /// and waits until it listens; its later output goes to stderr, labelled with its name.
     pub async fn start(name: &str, broker_args: &[&str]) -> ClusterProcess {

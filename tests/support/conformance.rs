@@ -87,6 +87,12 @@ where
         mixed_compression(new_broker),
     )
     .await;
+    case(
+        SUITE,
+        "members_queries_and_targeted_unicast",
+        cluster_awareness(new_broker),
+    )
+    .await;
 }
 
 /// Runs one case under [`CASE_TIMEOUT`]; a panic or timeout is re-raised naming the case.
@@ -678,4 +684,82 @@ where
             "no bad envelope"
         );
     }
+}
+
+/// Polls `check` until it holds; fails naming `what` after [`WAIT`].
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not reached within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Three nodes with a client each find each other, answer cluster queries, and a unicast
+/// to a client on another node is handled by that node only.
+async fn cluster_awareness<F, Fut>(f: &F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Broker>>,
+{
+    let run = unique("cluster");
+    let prefixes = (format!("{run}-bridge:"), format!("{run}-ws:"));
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|n| format!("{run}-{n}")).collect();
+    let mut members = Vec::new();
+    for name in &names {
+        members.push(member(f, name, &prefixes, true).await);
+    }
+    for m in &members {
+        let node = m.node.clone();
+        wait_until("every node lists the three", move || node.members().len() == 3).await;
+        let node = m.node.clone();
+        wait_until("every node knows the two remote clients", move || {
+            node.directory_len() == 2
+        })
+        .await;
+        let listed: Vec<String> = m.node.members().into_iter().map(|m| m.name).collect();
+        assert_eq!(listed, names);
+        assert!(m.node.members().iter().all(|m| m.serves_clients));
+    }
+
+    let a = members[0].node.clone();
+    let total = a.cluster().timeout(WAIT).client_count().await.expect("query");
+    assert_eq!(total.value, 3, "{total:?}");
+    assert_eq!(total.answered, names);
+    assert!(total.is_complete());
+    let client_of_c = format!("client-of-{}", names[2]);
+    let found = a.cluster().timeout(WAIT).node_of(&client_of_c).await.expect("query");
+    assert_eq!(found.value.as_deref(), Some(names[2].as_str()));
+
+    // Unicasts to b's client go to b's inbox: c never sees them.
+    let handled = |m: &Member| m.node.metrics_snapshot().unicast_envelopes;
+    let before = (handled(&members[1]), handled(&members[2]));
+    let client_of_b = format!("client-of-{}", names[1]);
+    const UNICASTS: u64 = 20;
+    for i in 0..UNICASTS {
+        let delivery = a.to_socket_id(&client_of_b, "tick", &i).await.expect("unicast");
+        assert!(delivery.published && delivery.local == 0);
+    }
+    for i in 0..UNICASTS {
+        let (event, payload) = members[1].client.recv_push().await;
+        assert_eq!((event.as_str(), payload), ("tick", json!(i)));
+    }
+    // A round trip to c after the unicasts: c has handled whatever `a` published before.
+    let sync = a
+        .emit_cross("echo", &"sync")
+        .to([names[2].as_str()])
+        .timeout(WAIT)
+        .collect()
+        .await
+        .expect("sync");
+    assert!(sync.success, "{sync:?}");
+    let after = (handled(&members[1]), handled(&members[2]));
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (UNICASTS, 0),
+        "unicast envelopes handled by b and c"
+    );
 }

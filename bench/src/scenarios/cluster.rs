@@ -33,6 +33,16 @@ impl Cluster {
         opts: &Options,
         broker: Broker,
     ) -> Result<Cluster, String> {
+        Self::start_with(names, opts, broker, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], with `configure` applied to every node's spec last.
+    pub(super) async fn start_with(
+        names: &[&str],
+        opts: &Options,
+        broker: Broker,
+        configure: impl Fn(&mut ServerSpec),
+    ) -> Result<Cluster, String> {
         let process = BrokerProcess::start(broker).await?;
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
@@ -45,6 +55,7 @@ impl Cluster {
             spec.threads = opts.server_threads;
             spec.sndbuf = opts.server_sndbuf;
             spec.rate_limit = opts.server_rate_limit;
+            configure(&mut spec);
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),
                 Err(error) => {

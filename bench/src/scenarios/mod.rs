@@ -16,6 +16,7 @@ mod sampler;
 mod slow_consumer;
 mod soak;
 mod unicast;
+mod unicast_targeting;
 
 pub(crate) use options::Options;
 
@@ -37,8 +38,11 @@ pub(crate) const ALL: [&str; 8] = [
     "flood",
 ];
 
+/// Scenarios that run only when named (not part of `all`).
+pub(crate) const EXTRA: [&str; 1] = ["unicast-targeting"];
+
 /// Runs scenario `name` (or `all`) with `opts`. `soak` is not part of `all` (it runs for
-/// minutes, against crosswire only).
+/// minutes, against crosswire only), nor are the [`EXTRA`] ones.
 pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
     let mut reporter = Reporter::new();
     if name == "soak" {
@@ -47,7 +51,7 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
     }
     let names: Vec<&str> = match name {
         "all" => ALL.to_vec(),
-        one if ALL.contains(&one) => vec![one],
+        one if ALL.contains(&one) || EXTRA.contains(&one) => vec![one],
         other => return Err(format!("unknown scenario {other}; try --help")),
     };
     for name in names {
@@ -61,6 +65,7 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
                 "cross-node" => cross_node::run(kind, opts, &mut reporter).await,
                 "cluster-fanout" => cluster_fanout::run(kind, opts, &mut reporter).await,
                 "flood" => flood::run(kind, opts, &mut reporter).await,
+                "unicast-targeting" => unicast_targeting::run(kind, opts, &mut reporter).await,
                 _ => slow_consumer::run(kind, opts, &mut reporter).await,
             };
             if let Err(error) = result {

@@ -70,6 +70,36 @@ pub(crate) struct Options {
     pub(crate) soak: SoakOptions,
     /// `flood` settings.
     pub(crate) flood: FloodOptions,
+    /// `unicast-targeting` settings.
+    pub(crate) targeting: TargetingOptions,
+}
+
+/// Settings of the `unicast-targeting` scenario (targeted unicast off, then on, on clusters of
+/// each size).
+#[derive(Debug, Clone)]
+pub(crate) struct TargetingOptions {
+    /// Cluster sizes, one pair of clusters (off, on) each.
+    pub(crate) nodes: Vec<usize>,
+    /// Clients, spread evenly over the nodes.
+    pub(crate) clients: usize,
+    /// `toPlayer` per second of the paced step (the CPU figure).
+    pub(crate) rate: f64,
+    /// Sending window of the paced step.
+    pub(crate) duration: Duration,
+    /// `toPlayer` commands of the burst step (the throughput figure), sent at once.
+    pub(crate) burst: u64,
+}
+
+impl Default for TargetingOptions {
+    fn default() -> Self {
+        TargetingOptions {
+            nodes: vec![3, 5],
+            clients: 600,
+            rate: 2_000.0,
+            duration: Duration::from_secs(3),
+            burst: 20_000,
+        }
+    }
 }
 
 /// Settings of the `soak` scenario (one crosswire server, many connections held for a long
@@ -173,6 +203,7 @@ impl Default for Options {
             cpu_limit: 0.9,
             soak: SoakOptions::default(),
             flood: FloodOptions::default(),
+            targeting: TargetingOptions::default(),
         }
     }
 }

@@ -20,7 +20,8 @@ pub(super) async fn start(
     let ping = (spec.ping_interval_secs > 0).then(|| Duration::from_secs(spec.ping_interval_secs));
     let mut builder = Node::builder()
         .server_name(&spec.name)
-        .server_ping_interval(ping);
+        .server_ping_interval(ping)
+        .targeted_unicast(spec.targeted_unicast);
     if !spec.redis.is_empty() {
         let broker = spec
             .redis
@@ -64,6 +65,7 @@ pub(super) async fn start(
         let mut value =
             serde_json::to_value(MetricsJson(node.metrics_snapshot())).unwrap_or_default();
         value["connections"] = node.connection_count().into();
+        value["directory_len"] = node.directory_len().into();
         value
     }))
 }

@@ -167,6 +167,10 @@ pub struct ServerSpec {
     /// Crosswire's per-connection message rate limit: `None` = its default (1,000/s,
     /// throttled), `Some(0)` = none, `Some(n)` = n messages a second, throttled.
     pub rate_limit: Option<u32>,
+    /// Crosswire's `NodeBuilder::targeted_unicast`: pushes to socket ids bound on other nodes
+    /// go to the owning node's inbox (`true`, crosswire's default) or to the shared channel
+    /// every node receives (`false`).
+    pub targeted_unicast: bool,
 }
 
 impl ServerSpec {
@@ -183,6 +187,7 @@ impl ServerSpec {
             sndbuf: 0,
             stall_timeout_secs: 0.0,
             rate_limit: None,
+            targeted_unicast: true,
         }
     }
 
@@ -206,6 +211,8 @@ impl ServerSpec {
             "--rate-limit".into(),
             self.rate_limit
                 .map_or_else(|| "default".into(), |n| n.to_string()),
+            "--targeted-unicast".into(),
+            self.targeted_unicast.to_string(),
         ];
         for url in &self.redis {
             args.push("--redis".into());
@@ -236,6 +243,7 @@ impl ServerSpec {
                 "--outbound-queue" => spec.outbound_queue = number(flag, value()?)?,
                 "--sndbuf" => spec.sndbuf = number(flag, value()?)?,
                 "--stall-timeout" => spec.stall_timeout_secs = number(flag, value()?)?,
+                "--targeted-unicast" => spec.targeted_unicast = number(flag, value()?)?,
                 "--rate-limit" => {
                     spec.rate_limit = match value()?.as_str() {
                         "default" => None,
@@ -351,7 +359,8 @@ impl ServerProcess {
 
     /// The server's own counters as a JSON object: `connections` (open WebSocket connections)
     /// for every kind, plus every field of crosswire's `MetricsSnapshot`
-    /// (`slow_consumer_closes`, `read_pauses`, ...).
+    /// (`slow_consumer_closes`, `read_pauses`, `unicast_envelopes`, ...) and crosswire's
+    /// `directory_len` (socket ids bound on other nodes that the node knows of).
     pub async fn counters(&mut self) -> Result<serde_json::Value, String> {
         self.probe().counters().await
     }
