@@ -603,6 +603,38 @@ mod tests {
         assert_eq!(node.pending_cross_callbacks(), 0);
     }
 
+    fn expecting(nodes: &[&str]) -> super::Expected {
+        super::Expected::Nodes(nodes.iter().map(|n| n.to_string()).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_collection_by_node_ends_when_each_replied_declined_or_left() {
+        let pending = std::sync::Arc::new(super::PendingReplies::default());
+        let stream = pending.register(expecting(&["a", "b", "c"]), Duration::from_secs(60));
+        let id = stream.callback_id().0;
+        let reply = crate::frame::Payload::encode(&1).unwrap();
+        assert!(pending.deliver(id, "a", Some(&reply)));
+        assert!(pending.deliver(id, "b", None), "b has no handler");
+        pending.node_left("c");
+        let result = stream.collect().await;
+        assert!(!result.success, "c left without replying");
+        assert_eq!(result.missing, ["c"]);
+        assert_eq!(result.unresponded, 1);
+        assert_eq!(result.responses.len(), 1);
+        assert_eq!(pending.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_names_the_silent_nodes() {
+        let pending = std::sync::Arc::new(super::PendingReplies::default());
+        let stream = pending.register(expecting(&["a", "b", "c"]), Duration::from_secs(1));
+        let reply = crate::frame::Payload::encode(&1).unwrap();
+        pending.deliver(stream.callback_id().0, "b", Some(&reply));
+        let result = stream.collect().await;
+        assert_eq!((result.success, result.unresponded), (false, 2));
+        assert_eq!(result.missing, ["a", "c"]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn expect_zero_without_a_reply_misses_one() {
         let node = Node::builder().server_name("a").build().await.unwrap();

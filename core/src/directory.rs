@@ -139,12 +139,19 @@ impl Node {
     ) {
         let inner = self.inner();
         let directory = &inner.directory;
+        // Only members' ids are recorded (an unknown sender's ids would never be forgotten);
+        // duplicates are settled whoever the sender is.
+        let member = inner.membership.is_alive(sender);
         let sender: Arc<str> = Arc::from(sender);
         let mut conflicts = Vec::new();
         {
             let mut owners = directory.owners.write();
             for &(id, stamp) in bound {
                 directory.witness(stamp);
+                conflicts.push((id, stamp));
+                if !member {
+                    continue;
+                }
                 let newer = owners.get(id).is_none_or(|owner| {
                     (owner.stamp, &*owner.node) <= (stamp, &*sender) || owner.node == sender
                 });
@@ -155,7 +162,6 @@ impl Node {
                     };
                     owners.insert(Arc::from(id), owner);
                 }
-                conflicts.push((id, stamp));
             }
             for &(id, stamp) in unbound {
                 if owners

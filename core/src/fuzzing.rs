@@ -194,7 +194,9 @@ fn borrowed(list: &[String]) -> Vec<&str> {
 }
 
 fn borrowed_stamps(list: &[(String, u64)]) -> Vec<(&str, u64)> {
-    list.iter().map(|(id, stamp)| (id.as_str(), *stamp)).collect()
+    list.iter()
+        .map(|(id, stamp)| (id.as_str(), *stamp))
+        .collect()
 }
 
 fn fuzz_key(sign: bool) -> Option<ClusterKey> {

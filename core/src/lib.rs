@@ -80,7 +80,9 @@ pub use limits::{
     DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_ROOMS_PER_SOCKET,
 };
 pub use listeners::{Listen, ListenerId, Listeners, Off};
-pub use membership::{Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS};
+pub use membership::{
+    Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS, MAX_MEMBERS,
+};
 pub use metrics::{LogLimiter, Metrics, MetricsSnapshot};
 pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
 pub use options::{

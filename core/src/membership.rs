@@ -28,6 +28,12 @@ pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(5);
 /// Default number of announcements a node may miss before the others forget it.
 pub const DEFAULT_MISSED_ANNOUNCEMENTS: u32 = 3;
 
+/// Most other nodes a node keeps in its table. Announcements of further nodes are dropped,
+/// counted in [`MetricsSnapshot::members_refused`](crate::MetricsSnapshot::members_refused)
+/// and logged: a table (and the reply expectations built from it) cannot be grown without
+/// bound by whoever can publish on the broker.
+pub const MAX_MEMBERS: usize = 1024;
+
 /// One node of the cluster, as this node last heard of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -53,6 +59,7 @@ pub(crate) struct Membership {
     missed: u32,
     serves_clients: AtomicBool,
     others: Mutex<HashMap<Arc<str>, Peer>>,
+    /// Limits the duplicate-name and table-full errors to one line a second.
     duplicate_log: LogLimiter,
 }
 
@@ -71,6 +78,8 @@ pub(crate) struct Change {
     pub(crate) left: Option<Member>,
     /// Two live instances use the sender's name.
     pub(crate) duplicate: bool,
+    /// The table is full ([`MAX_MEMBERS`]): the sender was not added.
+    pub(crate) refused: bool,
 }
 
 impl Membership {
@@ -127,7 +136,9 @@ impl Membership {
             return change;
         }
         let now = Instant::now();
+        let full = others.len() >= MAX_MEMBERS;
         match others.entry(Arc::from(sender)) {
+            Entry::Vacant(_) if full => change.refused = true,
             Entry::Vacant(entry) => {
                 let peer = entry.insert(Peer {
                     announce,
@@ -279,6 +290,18 @@ impl Node {
             return;
         }
         let change = inner.membership.observe(sender, announce);
+        if change.refused {
+            Metrics::add(&inner.metrics.members_refused);
+            if let Some(held_back) = inner.membership.duplicate_log.allow() {
+                tracing::error!(
+                    node = sender,
+                    held_back,
+                    limit = MAX_MEMBERS,
+                    "ignored a node's announcement: the member table is full"
+                );
+            }
+            return;
+        }
         if change.duplicate {
             self.report_duplicate(sender);
         }
@@ -334,5 +357,92 @@ pub(crate) async fn run(node: Weak<NodeInner>, interval: Duration) {
         for member in node.inner().membership.expire() {
             node.node_left(member);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce(instance: u64, phase: AnnouncePhase) -> Announce {
+        Announce {
+            instance,
+            started_at_ms: 1_000,
+            serves_clients: true,
+            clients: 7,
+            phase,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn joins_once_and_leaves_on_goodbye_or_silence() {
+        let members = Membership::new(Duration::from_secs(1), 3);
+        let first = members.observe("b", announce(1, AnnouncePhase::Hello));
+        assert_eq!(
+            first.joined.map(|m| (m.name, m.clients)),
+            Some(("b".into(), 7))
+        );
+        assert!(members
+            .observe("b", announce(1, AnnouncePhase::Alive))
+            .joined
+            .is_none());
+        members.observe("c", announce(2, AnnouncePhase::Alive));
+
+        // A goodbye from another instance of `b` is not b's.
+        assert!(members
+            .observe("b", announce(9, AnnouncePhase::Leaving))
+            .left
+            .is_none());
+        assert!(members
+            .observe("b", announce(1, AnnouncePhase::Leaving))
+            .left
+            .is_some());
+        assert!(!members.is_alive("b"));
+
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(
+            members.expire().is_empty(),
+            "3 missed intervals are tolerated"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let expired: Vec<String> = members.expire().into_iter().map(|m| m.name).collect();
+        assert_eq!(expired, ["c"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_is_a_leave_and_a_join_and_alternating_instances_are_duplicates() {
+        let members = Membership::new(Duration::from_secs(1), 3);
+        members.observe("b", announce(1, AnnouncePhase::Alive));
+        let restart = members.observe("b", announce(2, AnnouncePhase::Hello));
+        assert!(restart.left.is_some() && restart.joined.is_some() && !restart.duplicate);
+        // Instance 1 speaks again: two processes share the name.
+        assert!(
+            members
+                .observe("b", announce(1, AnnouncePhase::Alive))
+                .duplicate
+        );
+        assert!(
+            members
+                .observe("b", announce(2, AnnouncePhase::Alive))
+                .duplicate
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_table_stops_growing_at_its_limit() {
+        let members = Membership::new(Duration::from_secs(1), 3);
+        for n in 0..MAX_MEMBERS {
+            let change =
+                members.observe(&format!("n{n}"), announce(n as u64, AnnouncePhase::Alive));
+            assert!(change.joined.is_some() && !change.refused);
+        }
+        let change = members.observe("one-more", announce(0, AnnouncePhase::Alive));
+        assert!(change.refused && change.joined.is_none());
+        assert!(!members.is_alive("one-more"));
+        assert!(
+            !members
+                .observe("n0", announce(0, AnnouncePhase::Alive))
+                .refused
+        );
     }
 }

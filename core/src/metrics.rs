@@ -85,6 +85,9 @@ counters! {
     /// Announcements showing that another live node uses this node's server name, or that
     /// two live nodes share one (each is logged as an error).
     duplicate_server_names,
+    /// Announcements of nodes ignored because the member table was full
+    /// ([`MAX_MEMBERS`](crate::MAX_MEMBERS)).
+    members_refused,
     /// Envelopes of pushes to socket ids that this node received and decoded, on the shared
     /// channel or in its inbox (a measure of what targeted unicast saves).
     unicast_envelopes,

@@ -92,12 +92,13 @@ impl Node {
         }
 
         report.cross_callbacks_failed = self.pending().fail_all();
+        // Stopped before the goodbye, so no periodic announcement can follow it.
+        for task in inner.tasks.lock().drain(..) {
+            task.abort();
+        }
         if inner.broker.is_some() {
             // The others forget this node now, not after its missed announcements.
             self.announce(AnnouncePhase::Leaving).await;
-        }
-        for task in inner.tasks.lock().drain(..) {
-            task.abort();
         }
         if let Some(subscriptions) = &inner.subscriptions {
             for channel in subscriptions.subscribed() {
