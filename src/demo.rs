@@ -9,7 +9,8 @@
 //!   every node with [`Node::cluster`] (2 s timeout):
 //!   `{nodes: [{name, clients}, ...], clients, rooms: {roomId: members, ...}}`, nodes sorted
 //!   by name, `clients` their total; with `missing: [names]` when some live nodes did not
-//!   answer in time (the reply then covers the others).
+//!   answer in time (the reply then covers the others); `{error}` when the queries could not
+//!   be sent (broker down, node shutting down).
 //!
 //! Identity comes from the query parameter `id` (unless the connection was bound before the
 //! upgrade); a connection without one is closed with 4011.

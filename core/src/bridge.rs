@@ -624,6 +624,18 @@ mod tests {
         assert_eq!(pending.len(), 0);
     }
 
+    #[tokio::test]
+    async fn crosswire_own_events_cannot_be_emitted_by_the_application() {
+        let node = replying_node().await;
+        let refused = node.emit_cross("$cw.clients", &()).collect().await;
+        assert!(
+            matches!(refused, Err(crate::Error::InvalidName { .. })),
+            "{refused:?}"
+        );
+        let answer = node.cluster().client_count().await.unwrap();
+        assert_eq!((answer.value, answer.answered.len()), (0, 1));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_timeout_names_the_silent_nodes() {
         let pending = std::sync::Arc::new(super::PendingReplies::default());
