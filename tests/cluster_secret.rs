@@ -3,6 +3,14 @@
 //! envelopes a third party publishes on the broker (unsigned, signed with another key, or a
 //! signed envelope with a byte changed) reach no client and are counted in `bad_signatures`;
 //! a node with another secret is not heard.
+//!
+//! Besides what the tests do, every node publishes its membership and binding traffic on the
+//! bridge: a hello when built, an "alive" when its WebSocket server is set up (it serves
+//! clients now) and in answer to another node's hello, and one `Bindings` envelope per
+//! client bound; and its bindings in the inbox of a newcomer. The nodes here announce
+//! themselves once an hour, so that only these remain, and each node is started once the
+//! ones before it have settled; a node with another secret (or none) refuses all of it, so
+//! the figures below count it envelope by envelope.
 
 mod support;
 
@@ -23,8 +31,10 @@ use support::WAIT;
 const SECRET: &[u8] = b"a shared cluster secret, 32 byte";
 const OTHER_SECRET: &[u8] = b"another cluster's secret, 32 byt";
 const BROADCAST: &str = "ws:broadcast";
-/// Envelope header: version 1; flags bits (`PROTOCOL.md` §2).
-const VERSION: u8 = 1;
+const BRIDGE: &str = "csbp:server_bridge";
+const PRIVATE_SOCKET: &str = "ws:private_socket";
+/// Envelope header: version 2; flags bits (`PROTOCOL.md` §2).
+const VERSION: u8 = 2;
 const FLAG_ZSTD: u8 = 0b01;
 const FLAG_SIGNED: u8 = 0b10;
 const TAG_LEN: usize = 32;
@@ -37,12 +47,20 @@ struct Server {
     observed: Arc<ObservedBroker>,
 }
 
+/// The inbox channel of node `name`.
+fn inbox(name: &str) -> String {
+    format!("csbp:inbox:{name}")
+}
+
 impl Server {
+    /// Starts a node and waits until it published its hello and its "alive" (serving
+    /// clients): a node started after it receives neither (and does not answer the hello).
     async fn start(hub: &MemoryHub, name: &str, secret: Option<&[u8]>) -> Server {
         let observed = ObservedBroker::new(hub.broker());
         let mut builder = Node::builder()
             .server_name(name)
-            .broker(observed.as_broker());
+            .broker(observed.as_broker())
+            .announce_interval(Duration::from_secs(3600));
         if let Some(secret) = secret {
             builder = builder.cluster_secret(secret);
         }
@@ -51,11 +69,37 @@ impl Server {
         let server = WsServer::bind("127.0.0.1:0", node.clone(), WsConfig::default())
             .await
             .expect("bind a WebSocket server");
-        Server {
+        let server = Server {
             node,
             server,
             observed,
-        }
+        };
+        server
+            .wait_for("its hello and alive published", || {
+                server.kinds_on(BRIDGE) == [Kind::Hello, Kind::Alive]
+            })
+            .await;
+        server
+    }
+
+    /// What this node published on `channel`, sorted.
+    fn kinds_on(&self, channel: &str) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = self
+            .observed
+            .published_on(channel)
+            .iter()
+            .map(|raw| kind(raw))
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    /// Waits until this node knows `members` nodes, itself included.
+    async fn wait_members(&self, members: usize) {
+        self.wait_for("the cluster's members known", || {
+            self.node.members().len() == members
+        })
+        .await;
     }
 
     /// A demo client of this node, bound to `id`.
@@ -69,12 +113,17 @@ impl Server {
 
     /// Waits until `check` holds for this node's counters; fails with them after [`WAIT`].
     async fn wait_metrics(&self, what: &str, check: impl Fn(&MetricsSnapshot) -> bool) {
+        self.wait_for(what, || check(&self.metrics())).await;
+    }
+
+    /// Waits until `check` holds; fails with this node's counters after [`WAIT`].
+    async fn wait_for(&self, what: &str, check: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let metrics = self.metrics();
-            if check(&metrics) {
+            if check() {
                 return;
             }
+            let metrics = self.metrics();
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{}: {what} not reached within {WAIT:?}: {metrics:?}",
@@ -82,6 +131,77 @@ impl Server {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+/// What a node-to-node envelope says, read from its header and the start of its postcard
+/// body (`Envelope { sender, body }`: the sender's length and bytes, then the `Body` variant
+/// index; an `Announce` body's phase is its last field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Broadcast,
+    Sockets,
+    Room,
+    CrossEvent,
+    CrossReply,
+    Hello,
+    Alive,
+    Leaving,
+    Bindings,
+    ClientReply,
+    /// A zstd-compressed body (not read further).
+    Compressed,
+}
+
+/// Reads one postcard varint at `*at`.
+fn read_varint(raw: &[u8], at: &mut usize) -> u64 {
+    let mut value = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = raw[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    value
+}
+
+fn kind(raw: &[u8]) -> Kind {
+    assert_eq!(raw[0], VERSION, "envelope version");
+    let flags = raw[1];
+    if flags & FLAG_ZSTD != 0 {
+        return Kind::Compressed;
+    }
+    let mut at = if flags & FLAG_SIGNED != 0 {
+        2 + TAG_LEN
+    } else {
+        2
+    };
+    let sender_len = read_varint(raw, &mut at) as usize;
+    at += sender_len;
+    match read_varint(raw, &mut at) {
+        0 => Kind::Broadcast,
+        1 => Kind::Sockets,
+        2 => Kind::Room,
+        3 => Kind::CrossEvent,
+        4 => Kind::CrossReply,
+        5 => {
+            // Announce { instance, started_at_ms, serves_clients: bool, clients, phase }
+            read_varint(raw, &mut at);
+            read_varint(raw, &mut at);
+            at += 1;
+            read_varint(raw, &mut at);
+            match read_varint(raw, &mut at) {
+                0 => Kind::Hello,
+                1 => Kind::Alive,
+                2 => Kind::Leaving,
+                phase => panic!("announce phase {phase}"),
+            }
+        }
+        6 => Kind::Bindings,
+        7 => Kind::ClientReply,
+        variant => panic!("body variant {variant}"),
     }
 }
 
@@ -135,7 +255,7 @@ fn forged_frame(msg: &str) -> String {
     json!({ "event": "say", "payload": { "action": "broadcast", "msg": msg } }).to_string()
 }
 
-/// An unsigned envelope: header `[1, 0]`, then the body.
+/// An unsigned envelope: header `[2, 0]`, then the body.
 fn unsigned_envelope(msg: &str) -> Bytes {
     let mut raw = vec![VERSION, 0];
     raw.extend(forged_broadcast_body("mallory", &forged_frame(msg)));
@@ -175,8 +295,20 @@ async fn same_secret_nodes_deliver_broadcasts_rooms_unicasts_and_cross_server_re
     let hub = MemoryHub::new();
     let a = Server::start(&hub, "a", Some(SECRET)).await;
     let b = Server::start(&hub, "b", Some(SECRET)).await;
+    // `a` answered `b`'s hello with an "alive", so each knows the other.
+    for server in [&a, &b] {
+        server.wait_members(2).await;
+    }
     let mut one = a.client("1").await;
     let mut two = b.client("2").await;
+    // Each node heard of the other's binding: unicasts to "2" go to `b`'s inbox.
+    for server in [&a, &b] {
+        server
+            .wait_for("the other's client known", || {
+                server.node.directory_len() == 1
+            })
+            .await;
+    }
     let (reply, _) = two.request("joinRoom", json!({ "roomId": "r" })).await;
     assert_eq!(reply["msg"], "Successfully joined the roomId:r");
 
@@ -236,14 +368,54 @@ async fn same_secret_nodes_deliver_broadcasts_rooms_unicasts_and_cross_server_re
     assert_eq!(broadcasts.len(), 2);
     assert_eq!(broadcasts[0][..2], [VERSION, FLAG_SIGNED]);
     assert_eq!(broadcasts[1][..2], [VERSION, FLAG_SIGNED | FLAG_ZSTD]);
+    // The room push on the namespace's channel; both unicasts in `b`'s inbox, none on the
+    // shared channel (the directory named `b`).
+    assert_eq!(a.kinds_on("ws:chat"), [Kind::Room]);
+    assert_eq!(a.kinds_on(&inbox("b")), [Kind::Sockets, Kind::Sockets]);
+    assert!(a.kinds_on(PRIVATE_SOCKET).is_empty());
+    // On the bridge, one cross-server envelope each (the request, the reply), besides the
+    // membership traffic: each node's hello, "alive" and client's binding, and `a`'s second
+    // "alive", in answer to `b`'s hello (`b` started after `a` announced itself; `a` had no
+    // binding to send it).
+    assert_eq!(
+        a.kinds_on(BRIDGE),
+        [
+            Kind::CrossEvent,
+            Kind::Hello,
+            Kind::Alive,
+            Kind::Alive,
+            Kind::Bindings
+        ]
+    );
+    assert_eq!(
+        b.kinds_on(BRIDGE),
+        [Kind::CrossReply, Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
     for server in [&a, &b] {
-        let published = server.observed.published_on("csbp:server_bridge");
-        assert_eq!(published.len(), 1, "{}", server.node.server_name());
-        assert_eq!(published[0][1] & FLAG_SIGNED, FLAG_SIGNED);
+        let cross = server
+            .kinds_on(BRIDGE)
+            .into_iter()
+            .filter(|k| matches!(k, Kind::CrossEvent | Kind::CrossReply))
+            .count();
+        assert_eq!(cross, 1, "{}", server.node.server_name());
+        for channel in [
+            BRIDGE,
+            BROADCAST,
+            PRIVATE_SOCKET,
+            "ws:chat",
+            &inbox("a"),
+            &inbox("b"),
+        ] {
+            for raw in server.observed.published_on(channel) {
+                assert_eq!(raw[1] & FLAG_SIGNED, FLAG_SIGNED, "{channel}");
+            }
+        }
         let metrics = server.metrics();
         assert_eq!(metrics.bad_signatures, 0, "{metrics:?}");
         assert_eq!(metrics.bad_envelopes, 0, "{metrics:?}");
     }
+    // Nothing went to `a`'s inbox: no push for its client from `b`, no bindings for it.
+    assert!(b.kinds_on(&inbox("a")).is_empty());
     one.assert_silent("client 1").await;
     two.assert_silent("client 2").await;
 }
@@ -253,8 +425,12 @@ async fn forged_envelopes_published_by_a_third_party_reach_no_client_and_are_cou
     let hub = MemoryHub::new();
     let a = Server::start(&hub, "a", Some(SECRET)).await;
     let b = Server::start(&hub, "b", Some(SECRET)).await;
+    for server in [&a, &b] {
+        server.wait_members(2).await;
+    }
     // A node without a secret on the same hub: the control that the hand-built envelope is
     // well-formed (it delivers it), and the proof that such a node drops signed envelopes.
+    // It starts after `a` and `b` settled: it hears none of their hellos and "alive"s.
     let plain = Server::start(&hub, "plain", None).await;
     let mut one = a.client("1").await;
     let mut two = b.client("2").await;
@@ -273,14 +449,46 @@ async fn forged_envelopes_published_by_a_third_party_reach_no_client_and_are_cou
             .expect("raw publish");
     }
 
+    // `a` and `b` refuse the 3 forgeries, and the 3 envelopes `plain` published unsigned on
+    // the bridge: its hello, its "alive" and its client's binding (it answers no hello: it
+    // can check none).
     for server in [&a, &b] {
         server
-            .wait_metrics("3 bad signatures", |m| m.bad_signatures == 3)
+            .wait_metrics("6 bad signatures", |m| m.bad_signatures == 6)
             .await;
     }
+    // `plain` refuses the 2 signed forgeries, and the binding `a` and `b` each published for
+    // its client after `plain` started (their hellos and "alive"s went out before).
     plain
-        .wait_metrics("2 bad signatures", |m| m.bad_signatures == 2)
+        .wait_metrics("4 bad signatures", |m| m.bad_signatures == 4)
         .await;
+    assert_eq!(
+        plain.kinds_on(BRIDGE),
+        [Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
+    assert_eq!(
+        a.kinds_on(BRIDGE),
+        [Kind::Hello, Kind::Alive, Kind::Alive, Kind::Bindings]
+    );
+    assert_eq!(
+        b.kinds_on(BRIDGE),
+        [Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
+    for server in [&a, &b, &plain] {
+        for channel in [
+            BROADCAST,
+            PRIVATE_SOCKET,
+            &inbox("a"),
+            &inbox("b"),
+            &inbox("plain"),
+        ] {
+            assert!(
+                server.observed.published_on(channel).is_empty(),
+                "{} on {channel}",
+                server.node.server_name()
+            );
+        }
+    }
     assert_eq!(three.recv_push().await, say("broadcast", "unsigned"));
     one.assert_silent("client 1 (node with the secret)").await;
     two.assert_silent("client 2 (node with the secret)").await;
@@ -296,15 +504,23 @@ async fn forged_envelopes_published_by_a_third_party_reach_no_client_and_are_cou
     assert_eq!(local, [say("broadcast", "real")]);
     assert_eq!(two.recv_push().await, say("broadcast", "real"));
     plain
-        .wait_metrics("the real broadcast refused too", |m| m.bad_signatures == 3)
+        .wait_metrics("the real broadcast refused too", |m| m.bad_signatures == 5)
         .await;
     three.assert_silent("client 3").await;
+    for server in [&a, &b] {
+        assert_eq!(
+            server.metrics().bad_signatures,
+            6,
+            "nothing more from `plain`"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_a_different_secret_is_not_heard() {
     let hub = MemoryHub::new();
     let a = Server::start(&hub, "a", Some(SECRET)).await;
+    // It starts once `a` announced itself, so it never receives `a`'s hello and "alive".
     let other = Server::start(&hub, "other", Some(OTHER_SECRET)).await;
     let mut one = a.client("1").await;
     let mut two = other.client("2").await;
@@ -327,15 +543,30 @@ async fn a_node_with_a_different_secret_is_not_heard() {
         json!({ "action": "toPlayer", "msg": "to 1", "toPlayerId": "1" }),
     )
     .await;
-    a.wait_metrics("2 bad signatures", |m| m.bad_signatures == 2)
+    // `a` refuses `other`'s hello, "alive" and client's binding (bridge), the broadcast, and
+    // the push to "1" on the shared channel (`other` could not read where "1" is bound).
+    a.wait_metrics("5 bad signatures", |m| m.bad_signatures == 5)
         .await;
+    assert_eq!(
+        other.kinds_on(BRIDGE),
+        [Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
+    assert_eq!(other.kinds_on(BROADCAST), [Kind::Broadcast]);
+    assert_eq!(other.kinds_on(PRIVATE_SOCKET), [Kind::Sockets]);
     one.assert_silent("client 1").await;
 
+    // `other` refuses `a`'s client's binding and the broadcast (`a`'s hello and "alive" went
+    // out before `other` started; it answered no hello).
     let local = command(&mut one, json!({ "action": "broadcast", "msg": "a" })).await;
     assert_eq!(local, [say("broadcast", "a")]);
     other
-        .wait_metrics("1 bad signature", |m| m.bad_signatures == 1)
+        .wait_metrics("2 bad signatures", |m| m.bad_signatures == 2)
         .await;
+    assert_eq!(
+        a.kinds_on(BRIDGE),
+        [Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
+    assert_eq!(a.kinds_on(BROADCAST), [Kind::Broadcast]);
     two.assert_silent("client 2").await;
 
     let result = other
@@ -349,9 +580,22 @@ async fn a_node_with_a_different_secret_is_not_heard() {
     assert!(!result.success, "{result:?}");
     assert_eq!(result.unresponded, 1);
     assert_eq!(ran.load(Ordering::SeqCst), 0, "no handler ran on `a`");
-    assert_eq!(a.metrics().bad_signatures, 3);
+    // The request, on the bridge, is the sixth envelope `a` refused; `a` sent nothing more.
+    a.wait_metrics("6 bad signatures", |m| m.bad_signatures == 6)
+        .await;
+    assert_eq!(
+        other.kinds_on(BRIDGE),
+        [Kind::CrossEvent, Kind::Hello, Kind::Alive, Kind::Bindings]
+    );
+    assert_eq!(other.metrics().bad_signatures, 2);
     for server in [&a, &other] {
         assert_eq!(server.metrics().bad_envelopes, 0);
+        for channel in [&inbox("a"), &inbox("other")] {
+            assert!(
+                server.observed.published_on(channel).is_empty(),
+                "{channel}"
+            );
+        }
     }
 }
 
