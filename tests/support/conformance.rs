@@ -707,14 +707,20 @@ where
 {
     let run = unique("cluster");
     let prefixes = (format!("{run}-bridge:"), format!("{run}-ws:"));
-    let names: Vec<String> = ["a", "b", "c"].iter().map(|n| format!("{run}-{n}")).collect();
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| format!("{run}-{n}"))
+        .collect();
     let mut members = Vec::new();
     for name in &names {
         members.push(member(f, name, &prefixes, true).await);
     }
     for m in &members {
         let node = m.node.clone();
-        wait_until("every node lists the three", move || node.members().len() == 3).await;
+        wait_until("every node lists the three", move || {
+            node.members().len() == 3
+        })
+        .await;
         let node = m.node.clone();
         wait_until("every node knows the two remote clients", move || {
             node.directory_len() == 2
@@ -726,12 +732,22 @@ where
     }
 
     let a = members[0].node.clone();
-    let total = a.cluster().timeout(WAIT).client_count().await.expect("query");
+    let total = a
+        .cluster()
+        .timeout(WAIT)
+        .client_count()
+        .await
+        .expect("query");
     assert_eq!(total.value, 3, "{total:?}");
     assert_eq!(total.answered, names);
     assert!(total.is_complete());
     let client_of_c = format!("client-of-{}", names[2]);
-    let found = a.cluster().timeout(WAIT).node_of(&client_of_c).await.expect("query");
+    let found = a
+        .cluster()
+        .timeout(WAIT)
+        .node_of(&client_of_c)
+        .await
+        .expect("query");
     assert_eq!(found.value.as_deref(), Some(names[2].as_str()));
 
     // Unicasts to b's client go to b's inbox: c never sees them.
@@ -740,7 +756,10 @@ where
     let client_of_b = format!("client-of-{}", names[1]);
     const UNICASTS: u64 = 20;
     for i in 0..UNICASTS {
-        let delivery = a.to_socket_id(&client_of_b, "tick", &i).await.expect("unicast");
+        let delivery = a
+            .to_socket_id(&client_of_b, "tick", &i)
+            .await
+            .expect("unicast");
         assert!(delivery.published && delivery.local == 0);
     }
     for i in 0..UNICASTS {
