@@ -36,21 +36,23 @@ recipients are on the other nodes); with --brokers redis,nats on each broker in 
 slow-consumer adds a client that never reads and reports when the server drops it.
 flood (crosswire only) measures flow control: a client that sends much faster than it
 reads, then one that sends and never reads, against the latency of the other clients.
-unicast-targeting (crosswire only, not part of `all`) compares targeted_unicast(false)
-(before: every push to a socket id on the shared channel every node receives) with
-(true) (after: to the owning node's inbox) in one run: per cluster size of
---targeting-nodes a fresh cluster of each on one broker (Redis; --brokers), clients spread
-evenly, every toPlayer sent by a client of node a to a client of another node. A paced step
-gives the nodes that handled each unicast (their unicast_envelopes / sent) and the nodes'
-and broker's CPU per 1000 unicasts; a burst gives pushes delivered per second; a summary
-prints the after/before ratios.
+unicast-targeting (crosswire only, not part of `all`, about a minute) compares
+targeted_unicast(false) (before: every push to a socket id on the shared channel every
+node receives) with (true) (after: to the owning node's inbox) in one run: per cluster
+size of --targeting-nodes, one cluster of each side by side, each on its own broker
+(Redis; --brokers), clients spread evenly, every toPlayer sent by a client of node a to a
+client of another node; the two are measured in turn, 4 visits each in ABBA order. A paced
+step per visit gives the nodes that handled each unicast (their unicast_envelopes / sent)
+and the nodes' and broker's CPU per 1000 unicasts; a burst per visit gives pushes
+delivered per second (median); a summary prints the after/before ratios.
 soak (crosswire only, not part of `all`; see scripts/soak.sh) holds many connections for a
 long time with heartbeats, pings, churn and a steady broadcast, and checks for leaks.
 
 flags:
   --server crosswire|baseline|both   servers to run (default both)
-  --brokers B,...       unicast, cross-node, cluster-fanout: brokers of crosswire's cluster, redis and/or
-                        nats, run in that order in the same run (default redis)
+  --brokers B,...       unicast, cross-node, cluster-fanout, unicast-targeting: brokers of
+                        crosswire's cluster, redis and/or nats, run in that order in the same
+                        run (default redis)
   --duration S          sending window of each paced step, seconds (default 10)
   --drain S             loss deadline after a step's last send, seconds (default 3)
   --steps N,N,...       connect: connection counts (default 10000)
@@ -66,10 +68,10 @@ flags:
   --unicast-clients N   unicast clients, spread over 3 crosswire nodes (default 2000)
   --unicast-rates R,... unicast toPlayer rates per second (default 10000,20000,30000,40000,60000)
   --targeting-nodes N,...  unicast-targeting: cluster sizes (default 3,5)
-  --targeting-clients N    unicast-targeting: clients, spread over the nodes (default 600)
+  --targeting-clients N    unicast-targeting: clients per cluster, spread over its nodes (default 600)
   --targeting-rate R       unicast-targeting: toPlayer/s of the paced step (default 2000)
-  --targeting-duration S   unicast-targeting: sending window of the paced step (default 3)
-  --targeting-burst N      unicast-targeting: toPlayer of the burst step, sent at once
+  --targeting-duration S   unicast-targeting: sending window of each paced step (default 2)
+  --targeting-burst N      unicast-targeting: toPlayer of each burst, sent at once
                         (default 20000)
   --probe-rate R        cross-node probe rate per second, each probe --duration long (default 1000)
   --slow-clients N      slow-consumer reading clients (default 2000)

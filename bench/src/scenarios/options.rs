@@ -74,13 +74,13 @@ pub(crate) struct Options {
     pub(crate) targeting: TargetingOptions,
 }
 
-/// Settings of the `unicast-targeting` scenario (targeted unicast off, then on, on clusters of
-/// each size).
+/// Settings of the `unicast-targeting` scenario (a cluster with targeted unicast off beside
+/// one with it on, per cluster size).
 #[derive(Debug, Clone)]
 pub(crate) struct TargetingOptions {
     /// Cluster sizes, one pair of clusters (off, on) each.
     pub(crate) nodes: Vec<usize>,
-    /// Clients, spread evenly over the nodes.
+    /// Clients of each cluster, spread evenly over its nodes.
     pub(crate) clients: usize,
     /// `toPlayer` per second of the paced step (the CPU figure).
     pub(crate) rate: f64,
@@ -96,7 +96,7 @@ impl Default for TargetingOptions {
             nodes: vec![3, 5],
             clients: 600,
             rate: 2_000.0,
-            duration: Duration::from_secs(3),
+            duration: Duration::from_secs(2),
             burst: 20_000,
         }
     }

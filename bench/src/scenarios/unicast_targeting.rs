@@ -1,25 +1,27 @@
 //! `unicast-targeting`: what routing `to_socket_id` pushes to the owning node's inbox saves,
 //! against the shared `ws:private_socket` channel every node receives. For each cluster size
 //! of `--targeting-nodes` (default 3 and 5) and each broker of `--brokers` (default Redis),
-//! two fresh clusters run one after the other in the same run: every node built with
-//! `targeted_unicast(false)` ("before"), then with `targeted_unicast(true)` ("after",
-//! crosswire's default). Nodes are child processes (as in `unicast`), `--targeting-clients`
-//! real WebSocket clients are spread evenly over them (client i on node `i % N`, bound by
-//! `?id=i`), and every message is a demo `command toPlayer` sent by a client of node `a` to
-//! a client of another node, so every push crosses nodes. Before measuring, the scenario
-//! waits until node `a`'s directory knows every remote client (`Node::directory_len`).
+//! two fresh clusters run side by side in the same run, each on its own broker process:
+//! every node of one built with `targeted_unicast(false)` ("before"), of the other with
+//! `targeted_unicast(true)` ("after", crosswire's default). Nodes are child processes (as in
+//! `unicast`); `--targeting-clients` real WebSocket clients per cluster are spread evenly
+//! over its nodes (client i on node `i % N`, bound by `?id=i`), and every message is a demo
+//! `command toPlayer` sent by a client of node `a` to a client of another node, so every push
+//! crosses nodes. Before measuring, the scenario waits until node `a`'s directory knows every
+//! remote client (`Node::directory_len`).
 //!
-//! Per cluster, two steps:
+//! The two clusters are then visited in turn, [`ROUNDS`] times each in ABBA order (the idle
+//! one only answers heartbeats), each visit two steps:
 //! - a paced step (`--targeting-rate` per second for `--targeting-duration`): the nodes
 //!   that handled each unicast (the nodes' `unicast_envelopes` summed, over the unicasts
 //!   sent; expected N−1 before, 1 after) and the CPU per 1,000 unicasts of the nodes
-//!   (summed, from `/proc`) and of the broker;
+//!   (summed, from `/proc`) and of the broker, totals over the visits;
 //! - a burst (`--targeting-burst` commands queued at once): pushes delivered per second,
-//!   from the first send to the last delivery.
+//!   from the first send to the last delivery; the median over the visits.
 //!
 //! Every client counts what it receives (lost / duplicated / misdelivered as in `unicast`).
 //! A summary table gives after/before ratios per cluster size. crosswire only; not part of
-//! `all`.
+//! `all` (about a minute).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,7 @@ use tokio::time::Instant;
 use crate::load::pick::pick;
 use crate::load::{Audience, Pool};
 use crate::report::{round, Reporter, Step};
-use crate::servers::{Broker, ProcStats, ServerKind, ServerProcess};
+use crate::servers::{Broker, ServerKind, ServerProcess};
 
 use super::cluster::{self, Cluster};
 use super::paced::{self, Paced};
@@ -46,6 +48,8 @@ const DIRECTORY_WAIT: Duration = Duration::from_secs(15);
 const BURST_RATE: f64 = 1e7;
 /// Shortest loss deadline of the burst (it drains a queue of `--targeting-burst` pushes).
 const BURST_DRAIN: Duration = Duration::from_secs(15);
+/// Visits of each cluster (ABBA order over pairs of rounds).
+const ROUNDS: usize = 4;
 /// Salt of the recipients.
 const TARGET_SALT: u64 = 0x7a26_e7ed_0000_0001;
 
@@ -61,7 +65,7 @@ struct Cell {
     node_cpu_ms_per_1k: f64,
     /// Broker CPU per 1,000 unicasts, ms, paced step.
     broker_cpu_ms_per_1k: Option<f64>,
-    /// Pushes delivered per second in the burst.
+    /// Pushes delivered per second in the bursts, median.
     burst_per_s: f64,
     /// Whether every expected push arrived, in both steps.
     complete: bool,
@@ -92,20 +96,14 @@ pub(super) async fn run(
             ));
         }
     }
-    crate::load::limits::check_sockets(t.clients as u64)?;
+    crate::load::limits::check_sockets(2 * t.clients as u64)?;
     let mut cells = Vec::new();
     let mut failures = Vec::new();
     for &broker in &opts.brokers {
         for &nodes in &t.nodes {
-            for targeted in [false, true] {
-                match cell(broker, nodes, targeted, opts, out).await {
-                    Ok(cell) => cells.push(cell),
-                    Err(error) => failures.push(format!(
-                        "{} {nodes} nodes {}: {error}",
-                        broker.name(),
-                        mode(targeted)
-                    )),
-                }
+            match pair(broker, nodes, opts, out).await {
+                Ok(pair) => cells.extend(pair),
+                Err(error) => failures.push(format!("{} {nodes} nodes: {error}", broker.name())),
             }
         }
     }
@@ -142,45 +140,147 @@ fn remote(r: usize, nodes: usize) -> usize {
     r / (nodes - 1) * nodes + 1 + r % (nodes - 1)
 }
 
-/// Builds one cluster of `nodes` nodes with `targeted_unicast(targeted)`, runs both steps.
-async fn cell(
+/// One cluster with its clients, ready to measure, and what was measured on it so far.
+struct Arm {
+    targeted: bool,
+    cluster: Cluster,
+    pool: Pool,
+    /// Node `a`'s directory size when measuring started.
+    directory: u64,
+    /// Unicasts sent in the paced steps.
+    sent: u64,
+    /// `unicast_envelopes` of the nodes over the paced steps.
+    envelopes: u64,
+    /// The nodes' CPU over the paced steps, seconds.
+    node_cpu_s: f64,
+    /// The broker's CPU over the paced steps, seconds.
+    broker_cpu_s: Option<f64>,
+    /// Pushes per second of each burst.
+    bursts: Vec<f64>,
+    /// Every expected push arrived, once, at its recipient only.
+    complete: bool,
+}
+
+/// Starts a cluster of `nodes` nodes with `targeted_unicast(targeted)` and its clients, and
+/// waits until it routes and node `a`'s directory knows every remote client.
+async fn start_arm(
     broker: Broker,
     nodes: usize,
     targeted: bool,
     opts: &Options,
-    out: &mut Reporter,
-) -> Result<Cell, String> {
+) -> Result<Arm, String> {
     let n = opts.targeting.clients;
-    let mut cluster = Cluster::start_with(&NAMES[..nodes], opts, broker, |spec| {
+    let cluster = Cluster::start_with(&NAMES[..nodes], opts, broker, |spec| {
         spec.targeted_unicast = targeted;
     })
     .await?;
     let (pool, connected) = super::connect(&cluster.addrs(), n, opts, ServerKind::Crosswire).await;
-    let result = match connected {
-        Ok(()) => measure(&mut cluster, broker, targeted, &pool, opts, out).await,
+    let mut arm = Arm {
+        targeted,
+        cluster,
+        pool,
+        directory: 0,
+        sent: 0,
+        envelopes: 0,
+        node_cpu_s: 0.0,
+        broker_cpu_s: Some(0.0),
+        bursts: Vec::new(),
+        complete: true,
+    };
+    let ready = match connected {
+        Ok(()) => match cluster::wait_routed(&arm.pool, nodes, ROUTE_WAIT).await {
+            Ok(()) => {
+                let remotes = remote_count(n, nodes);
+                wait_directory(&mut arm.cluster.nodes[0], remotes, DIRECTORY_WAIT).await
+            }
+            Err(error) => Err(error),
+        },
         Err(error) => Err(error),
     };
-    cluster.stop(&pool).await;
-    result
+    match ready {
+        Ok(len) => {
+            arm.directory = len;
+            Ok(arm)
+        }
+        Err(error) => {
+            arm.cluster.stop(&arm.pool).await;
+            Err(format!("{}: {error}", mode(targeted)))
+        }
+    }
 }
 
-async fn measure(
-    cluster: &mut Cluster,
+/// Both clusters of `nodes` nodes (before, after) up at once, measured in turn in
+/// [`ROUNDS`] rounds, before-after then after-before (ABBA), so that a drift of the
+/// machine's load weighs on both alike.
+async fn pair(
     broker: Broker,
-    targeted: bool,
-    pool: &Pool,
+    nodes: usize,
     opts: &Options,
     out: &mut Reporter,
-) -> Result<Cell, String> {
-    let n = pool.len();
-    let nodes = cluster.nodes.len();
-    cluster::wait_routed(pool, nodes, ROUTE_WAIT).await?;
+) -> Result<Vec<Cell>, String> {
+    let before = start_arm(broker, nodes, false, opts).await?;
+    let after = match start_arm(broker, nodes, true, opts).await {
+        Ok(arm) => arm,
+        Err(error) => {
+            before.cluster.stop(&before.pool).await;
+            return Err(error);
+        }
+    };
+    let mut arms = [before, after];
+    let mut result = Ok(());
+    'rounds: for round in 0..ROUNDS {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            if let Err(error) = visit(&mut arms[i], broker, round, opts, out).await {
+                result = Err(format!("{}: {error}", mode(arms[i].targeted)));
+                break 'rounds;
+            }
+        }
+    }
+    let cells = arms
+        .iter()
+        .map(|arm| Cell {
+            broker,
+            nodes,
+            targeted: arm.targeted,
+            handled: arm.envelopes as f64 / arm.sent.max(1) as f64,
+            node_cpu_ms_per_1k: arm.node_cpu_s * 1e6 / arm.sent.max(1) as f64,
+            broker_cpu_ms_per_1k: arm
+                .broker_cpu_s
+                .map(|cpu| round(cpu * 1e6 / arm.sent.max(1) as f64, 1)),
+            burst_per_s: median(&arm.bursts),
+            complete: arm.complete,
+        })
+        .collect();
+    for arm in arms {
+        arm.cluster.stop(&arm.pool).await;
+    }
+    result.map(|()| cells)
+}
+
+/// The median of `xs`, the upper of the two middle values for an even count (0 if empty).
+fn median(xs: &[f64]) -> f64 {
+    let mut xs = xs.to_vec();
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One visit of `arm` in round `round`: a paced step (handled per unicast, CPU), then a
+/// burst (throughput).
+async fn visit(
+    arm: &mut Arm,
+    broker: Broker,
+    round_no: usize,
+    opts: &Options,
+    out: &mut Reporter,
+) -> Result<(), String> {
+    let n = arm.pool.len();
+    let nodes = arm.cluster.nodes.len();
     let remotes = remote_count(n, nodes);
-    let directory = wait_directory(&mut cluster.nodes[0], remotes, DIRECTORY_WAIT).await?;
     let t = &opts.targeting;
-    let salt = TARGET_SALT ^ nodes as u64;
+    let salt = TARGET_SALT ^ (nodes as u64) << 8 ^ round_no as u64;
     let target = move |seq: u64| remote(pick(seq, salt, remotes), nodes);
-    let tag = format!("{nodes}n-{}", mode(targeted));
+    let tag = format!("{nodes}n-{}-r{}", mode(arm.targeted), round_no + 1);
 
     // Paced: handled per unicast and CPU per 1,000.
     let step = Paced {
@@ -191,18 +291,34 @@ async fn measure(
     };
     let mut paced_opts = opts.clone();
     paced_opts.duration = t.duration;
-    let (mut row, counts) = step_with_counts(cluster, pool, &paced_opts, step, n, target).await?;
-    let handled = counts.envelopes as f64 / row.sent.max(1) as f64;
-    let node_cpu_ms_per_1k = row.server_cpu_s * 1e6 / row.sent.max(1) as f64;
-    let broker_cpu_ms_per_1k = counts
-        .broker_cpu_s
-        .map(|cpu| round(cpu * 1e6 / row.sent.max(1) as f64, 1));
-    label(&mut row, broker, nodes, targeted, directory, &counts);
-    row.set("node_cpu_ms_per_1k", round(node_cpu_ms_per_1k, 1));
-    if let Some(cpu) = broker_cpu_ms_per_1k {
-        row.set(&format!("{}_cpu_ms_per_1k", broker.name()), cpu);
+    let (mut row, counts) =
+        step_with_counts(&mut arm.cluster, &arm.pool, &paced_opts, step, n, target).await?;
+    arm.sent += row.sent;
+    arm.envelopes += counts.envelopes;
+    arm.node_cpu_s += row.server_cpu_s;
+    arm.broker_cpu_s = match (arm.broker_cpu_s, counts.broker_cpu_s) {
+        (Some(sum), Some(cpu)) => Some(sum + cpu),
+        _ => None,
+    };
+    row.set(
+        "node_cpu_ms_per_1k",
+        round(row.server_cpu_s * 1e6 / row.sent.max(1) as f64, 1),
+    );
+    if let Some(cpu) = counts.broker_cpu_s {
+        row.set(
+            &format!("{}_cpu_ms_per_1k", broker.name()),
+            round(cpu * 1e6 / row.sent.max(1) as f64, 1),
+        );
     }
-    let paced_complete = row.lost == 0 && row.duplicated == 0 && row.misdelivered == 0;
+    label(
+        &mut row,
+        broker,
+        nodes,
+        arm.targeted,
+        arm.directory,
+        &counts,
+    );
+    arm.complete &= row.lost == 0 && row.duplicated == 0 && row.misdelivered == 0;
     out.emit(row);
 
     // Burst: throughput.
@@ -215,13 +331,15 @@ async fn measure(
     let mut burst_opts = opts.clone();
     burst_opts.duration = Duration::from_secs_f64(t.burst as f64 / BURST_RATE);
     burst_opts.drain = opts.drain.max(BURST_DRAIN);
-    let (mut row, counts) = step_with_counts(cluster, pool, &burst_opts, step, n, target).await?;
+    let (mut row, counts) =
+        step_with_counts(&mut arm.cluster, &arm.pool, &burst_opts, step, n, target).await?;
     let wall = row
         .extra
         .get("step_wall_s")
         .and_then(serde_json::Value::as_f64)
         .unwrap_or(0.0);
     let burst_per_s = row.deliveries as f64 / wall.max(1e-9);
+    arm.bursts.push(burst_per_s);
     // The pacer's lateness is meaningless here (everything is due at once); the burst is
     // limited by the whole machine by design.
     row.rate = None;
@@ -232,20 +350,17 @@ async fn measure(
         "burst_note",
         "all sends queued at once; deliveries_per_s = deliveries / (first send .. last delivery)",
     );
-    label(&mut row, broker, nodes, targeted, directory, &counts);
-    let burst_complete = row.lost == 0 && row.duplicated == 0 && row.misdelivered == 0;
-    out.emit(row);
-
-    Ok(Cell {
+    label(
+        &mut row,
         broker,
         nodes,
-        targeted,
-        handled,
-        node_cpu_ms_per_1k,
-        broker_cpu_ms_per_1k,
-        burst_per_s,
-        complete: paced_complete && burst_complete,
-    })
+        arm.targeted,
+        arm.directory,
+        &counts,
+    );
+    arm.complete &= row.lost == 0 && row.duplicated == 0 && row.misdelivered == 0;
+    out.emit(row);
+    Ok(())
 }
 
 /// Counters read around a step.
@@ -361,10 +476,16 @@ fn label(
     row.set("topology", format!("{nodes} nodes + {}", broker.name()));
     row.set("targeted_unicast", targeted);
     row.set("mode", mode(targeted));
-    row.set("senders", "clients of node a, to clients of the other nodes");
+    row.set(
+        "senders",
+        "clients of node a, to clients of the other nodes",
+    );
     row.set("directory_len_node_a", directory);
     row.set("unicast_envelopes", counts.envelopes);
-    row.set("unicast_envelopes_per_node", counts.envelopes_per_node.clone());
+    row.set(
+        "unicast_envelopes_per_node",
+        counts.envelopes_per_node.clone(),
+    );
     row.set("unicast_forwards", counts.forwards);
     row.set(
         "nodes_handling_each_unicast",
