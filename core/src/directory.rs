@@ -92,6 +92,14 @@ impl Directory {
         self.owners.write().retain(|_, owner| &*owner.node != node);
     }
 
+    /// Forgets the ids of nodes that are not members (their announcement may come after
+    /// their bindings, so only ids stamped before `stamped_before` go).
+    pub(crate) fn sweep(&self, is_member: impl Fn(&str) -> bool, stamped_before: u64) {
+        self.owners
+            .write()
+            .retain(|_, owner| owner.stamp >= stamped_before || is_member(&owner.node));
+    }
+
     /// Number of ids bound on other nodes that this node knows of.
     pub(crate) fn len(&self) -> usize {
         self.owners.read().len()
@@ -139,9 +147,6 @@ impl Node {
     ) {
         let inner = self.inner();
         let directory = &inner.directory;
-        // Only members' ids are recorded (an unknown sender's ids would never be forgotten);
-        // duplicates are settled whoever the sender is.
-        let member = inner.membership.is_alive(sender);
         let sender: Arc<str> = Arc::from(sender);
         let mut conflicts = Vec::new();
         {
@@ -149,9 +154,6 @@ impl Node {
             for &(id, stamp) in bound {
                 directory.witness(stamp);
                 conflicts.push((id, stamp));
-                if !member {
-                    continue;
-                }
                 let newer = owners.get(id).is_none_or(|owner| {
                     (owner.stamp, &*owner.node) <= (stamp, &*sender) || owner.node == sender
                 });

@@ -354,9 +354,16 @@ pub(crate) async fn run(node: Weak<NodeInner>, interval: Duration) {
         let Some(inner) = node.upgrade() else { return };
         let node = Node::from_inner(inner);
         node.announce(AnnouncePhase::Alive).await;
-        for member in node.inner().membership.expire() {
+        let membership = &node.inner().membership;
+        for member in membership.expire() {
             node.node_left(member);
         }
+        // Ids announced by a node that never joined (or was forgotten before they came).
+        let window = u64::try_from((interval * membership.missed).as_millis()).unwrap_or(u64::MAX);
+        let cutoff = millis(SystemTime::now()).saturating_sub(window);
+        node.inner()
+            .directory
+            .sweep(|name| membership.is_alive(name), cutoff);
     }
 }
 

@@ -717,8 +717,9 @@ where
     }
     for m in &members {
         let node = m.node.clone();
-        wait_until("every node lists the three", move || {
-            node.members().len() == 3
+        wait_until("every node lists the three, serving clients", move || {
+            let members = node.members();
+            members.len() == 3 && members.iter().all(|m| m.serves_clients)
         })
         .await;
         let node = m.node.clone();
@@ -728,7 +729,6 @@ where
         .await;
         let listed: Vec<String> = m.node.members().into_iter().map(|m| m.name).collect();
         assert_eq!(listed, names);
-        assert!(m.node.members().iter().all(|m| m.serves_clients));
     }
 
     let a = members[0].node.clone();
