@@ -55,7 +55,14 @@ impl Node {
             }
             Err(error) => {
                 Metrics::add(&inner.metrics.bad_envelopes);
-                tracing::warn!(channel = %message.channel, %error, "dropped an undecodable envelope");
+                if let Some(held_back) = inner.bad_envelope_log.allow() {
+                    tracing::warn!(
+                        channel = %message.channel,
+                        %error,
+                        held_back,
+                        "dropped an undecodable envelope"
+                    );
+                }
             }
         }
     }

@@ -80,6 +80,8 @@ pub(crate) struct NodeInner {
     pub(crate) publish_failure_log: LogLimiter,
     /// Limits the "bad signature" warning to one line a second.
     pub(crate) bad_signature_log: LogLimiter,
+    /// Limits the "undecodable envelope" warning to one line a second.
+    pub(crate) bad_envelope_log: LogLimiter,
     next_conn: AtomicU64,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
     /// Set once [`Node::shutdown`] started: new connections are refused.
@@ -162,6 +164,7 @@ impl NodeBuilder {
             metrics: Metrics::default(),
             publish_failure_log: LogLimiter::new(),
             bad_signature_log: LogLimiter::new(),
+            bad_envelope_log: LogLimiter::new(),
             next_conn: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),

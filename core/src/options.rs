@@ -276,8 +276,10 @@ impl NodeBuilder {
     /// or wrong.
     ///
     /// **What it protects.** Without a secret, anyone who can publish on the broker's channels
-    /// (a Redis server, say) can push frames to every client, fill or destroy rooms, and run
-    /// cross-server handlers. With one, a node acts only on envelopes signed with the same
+    /// (a Redis server, say) can push frames to every client, fill or destroy rooms, run
+    /// cross-server handlers, and announce nodes that do not exist (up to
+    /// [`MAX_MEMBERS`](crate::MAX_MEMBERS); requests to all nodes wait for them until they
+    /// expire). With one, a node acts only on envelopes signed with the same
     /// secret. The others are dropped before they are decompressed or decoded, counted in
     /// [`MetricsSnapshot::bad_signatures`](crate::MetricsSnapshot::bad_signatures), and
     /// reported by a warning (at most one line a second). A node without a secret drops and
