@@ -16,7 +16,8 @@ use crate::node::{Delivery, RoomOptions, State};
 use crate::{Error, Node, Socket};
 
 impl Node {
-    /// Pushes `event` to every bound client of the cluster.
+    /// Pushes `event` to every open connection of the cluster, bound to a socket id or not
+    /// (anonymous viewers too), as the JavaScript package's `broadcast` did.
     ///
     /// # Errors
     /// [`Error::Encode`] for an unserializable payload; a broker error if it could not be
@@ -37,7 +38,7 @@ impl Node {
         Ok(Delivery { local, published })
     }
 
-    /// Pushes `event` to every bound client of this node only.
+    /// Pushes `event` to every open connection of this node only, bound or not.
     ///
     /// # Errors
     /// [`Error::Encode`] for an unserializable payload.
@@ -226,12 +227,7 @@ impl Node {
     }
 
     pub(crate) fn deliver_to_all(&self, frame: &Bytes) -> usize {
-        let state = self.inner().state.read();
-        state
-            .bound
-            .values()
-            .filter(|socket| self.send_counted(socket, frame))
-            .count()
+        self.for_each_connection(|socket| usize::from(self.send_counted(socket, frame)))
     }
 
     pub(crate) fn deliver_to_room(

@@ -687,6 +687,12 @@ impl Node {
         self.inner.connections.read().values().cloned().collect()
     }
 
+    /// Calls `f` on every open connection of this node (under the connections' read lock: `f`
+    /// must not block); returns the sum of what it returned.
+    pub(crate) fn for_each_connection(&self, mut f: impl FnMut(&Socket) -> usize) -> usize {
+        self.inner.connections.read().values().map(&mut f).sum()
+    }
+
     /// The open connection `conn_id` of this node.
     pub(crate) fn connection(&self, conn_id: u64) -> Option<Socket> {
         self.inner.connections.read().get(&conn_id).cloned()

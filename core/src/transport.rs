@@ -69,6 +69,7 @@ pub struct RequestInfo {
     path: String,
     params: HashMap<String, String>,
     remote_addr: Option<SocketAddr>,
+    subprotocol: Option<String>,
 }
 
 /// How [`RequestInfo::parse`] treats the request target.
@@ -119,7 +120,14 @@ impl RequestInfo {
             path: path.to_owned(),
             params,
             remote_addr,
+            subprotocol: None,
         }
+    }
+
+    /// The same, with the subprotocol the transport agreed on.
+    pub fn with_subprotocol(mut self, subprotocol: Option<String>) -> Self {
+        self.subprotocol = subprotocol;
+        self
     }
 
     /// The request path (without its leading slash by default).
@@ -135,6 +143,11 @@ impl RequestInfo {
     /// All query parameters, decoded.
     pub fn params(&self) -> &HashMap<String, String> {
         &self.params
+    }
+
+    /// The WebSocket subprotocol agreed on in the handshake, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
     }
 
     /// The peer's address, when the transport knows it.

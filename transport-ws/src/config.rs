@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::subprotocol::Subprotocols;
+
 use crosswire_core::ParseOptions;
 
 /// Default largest client message accepted, in bytes.
@@ -156,6 +158,8 @@ pub struct WsConfig {
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) upgrade_timeout: Duration,
+    pub(crate) subprotocols: Subprotocols,
+    pub(crate) require_subprotocol: bool,
 }
 
 impl Default for WsConfig {
@@ -172,11 +176,57 @@ impl Default for WsConfig {
             rate_limit: Some(DEFAULT_RATE_LIMIT),
             max_connections: Some(DEFAULT_MAX_CONNECTIONS),
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            subprotocols: Subprotocols::None,
+            require_subprotocol: false,
         }
     }
 }
 
 impl WsConfig {
+    /// The subprotocols this server speaks: of those a client offers
+    /// (`Sec-WebSocket-Protocol`, e.g. a browser's `new WebSocket(url, ["chat.v1"])`), the
+    /// first in this list is echoed, and the connection's
+    /// [`RequestInfo::subprotocol`](crosswire_core::RequestInfo::subprotocol) names it.
+    /// Without a match the upgrade is answered without one (a browser that offered some then
+    /// fails the handshake), or refused with 400 under
+    /// [`require_subprotocol`](Self::require_subprotocol).
+    ///
+    /// ```
+    /// use crosswire_ws::WsConfig;
+    /// let config = WsConfig::default().subprotocols(["chat.v2", "chat.v1"]);
+    /// # let _ = config;
+    /// ```
+    ///
+    /// Default: none (no subprotocol is ever echoed).
+    pub fn subprotocols<I, S>(mut self, supported: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.subprotocols = Subprotocols::OneOf(supported.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Lets a function choose the subprotocol from the client's offers (in the client's order
+    /// of preference); its answer is echoed if it is one of the offers. See
+    /// [`subprotocols`](Self::subprotocols).
+    pub fn subprotocol_chooser(
+        mut self,
+        chooser: impl Fn(&[&str]) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.subprotocols = Subprotocols::Choose(std::sync::Arc::new(chooser));
+        self
+    }
+
+    /// Refuses (400) an upgrade for which no subprotocol was chosen, a client that offered
+    /// none included.
+    ///
+    /// Default: `false` (such connections are accepted without a subprotocol).
+    pub fn require_subprotocol(mut self, required: bool) -> Self {
+        self.require_subprotocol = required;
+        self
+    }
+
     /// Largest client message; a larger one closes the connection with 1009.
     ///
     /// Default: 1 MiB.

@@ -34,6 +34,7 @@ mod connection;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod server;
+mod subprotocol;
 mod upgrade;
 
 pub use config::{
@@ -42,4 +43,5 @@ pub use config::{
     DEFAULT_OUTBOUND_QUEUE, DEFAULT_RATE_LIMIT, DEFAULT_STALL_TIMEOUT, DEFAULT_UPGRADE_TIMEOUT,
 };
 pub use server::{WsServer, DEFAULT_SHUTDOWN_DEADLINE};
+pub use subprotocol::{Chooser, Subprotocols};
 pub use upgrade::{unauthorized, Accept, WsAcceptor};

@@ -9,12 +9,14 @@ use bytes::Bytes;
 use crosswire_core::{LogLimiter, Metrics, Node, RequestInfo};
 use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
 use http_body_util::Empty;
+use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use tokio::net::TcpStream;
 
 use crate::connection::{self, FlowSettings};
+use crate::subprotocol::Choice;
 use crate::WsConfig;
 
 /// Accepts WebSocket upgrades for one node. Cheap to clone; use one per HTTP service.
@@ -123,15 +125,36 @@ impl WsAcceptor {
                 return status(StatusCode::SERVICE_UNAVAILABLE);
             }
         }
-        let (response, upgrade_future) = match upgrade(&mut request) {
+        let subprotocol = match self
+            .config
+            .subprotocols
+            .choose(request.headers(), self.config.require_subprotocol)
+        {
+            Choice::Chosen(chosen) => Some(chosen),
+            Choice::NoneChosen => None,
+            Choice::Refused => {
+                tracing::debug!("refused an upgrade that offered no supported subprotocol");
+                return status(StatusCode::BAD_REQUEST);
+            }
+        };
+        let (mut response, upgrade_future) = match upgrade(&mut request) {
             Ok(upgraded) => upgraded,
             Err(error) => {
                 tracing::debug!(%error, "rejected a malformed WebSocket upgrade");
                 return status(StatusCode::BAD_REQUEST);
             }
         };
+        if let Some(chosen) = &subprotocol {
+            match HeaderValue::from_str(chosen) {
+                Ok(value) => {
+                    response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+                }
+                Err(_) => return status(StatusCode::BAD_REQUEST),
+            }
+        }
         let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let info = RequestInfo::parse(target, self.config.parse, accept.remote_addr);
+        let info = RequestInfo::parse(target, self.config.parse, accept.remote_addr)
+            .with_subprotocol(subprotocol);
         let node = self.node.clone();
         let send_buffer = self.config.send_buffer;
         let flow = self.flow.clone();
