@@ -206,18 +206,39 @@ async fn an_oversized_message_closes_that_client_with_1009_only() {
     assert_eq!(s.metrics().oversized_frames, 1);
 }
 
+/// Some clients (game engines, mini-program runtimes) send the JSON protocol in binary
+/// frames: the server parses those like text. One that is not UTF-8 or not an event is
+/// counted malformed and dropped, as a text frame would be, and the connection stays open.
 #[tokio::test]
-async fn binary_frames_are_dropped_and_counted() {
+async fn binary_frames_holding_json_are_parsed_like_text() {
     let s = Server::start(Node::builder(), WsConfig::default()).await;
     let mut client = s.client("1").await;
     client
         .send_binary(br#"{"event":"say","payload":1,"callbackId":"bin"}"#.to_vec())
         .await;
-    assert_still_served(&mut client).await;
+    match client.recv().await {
+        Received::Json(reply) => {
+            assert_eq!(reply["callbackId"], "bin");
+            assert_eq!(reply["payload"]["echo"], 1);
+            assert!(reply["payload"]["msg"].is_string(), "{reply}");
+        }
+        other => panic!("the binary request should be answered, got {other:?}"),
+    }
+    let m = s.metrics();
+    assert_eq!((m.binary_frames, m.malformed_frames), (1, 0));
+
+    // Not UTF-8: never a close 1007 (binary messages need not be UTF-8), just malformed.
     client.send_binary(vec![0xff; 300]).await;
     assert_still_served(&mut client).await;
     let m = s.metrics();
-    assert_eq!((m.binary_frames, m.malformed_frames), (2, 0));
+    assert_eq!((m.binary_frames, m.malformed_frames), (2, 1));
+
+    // UTF-8 but not JSON.
+    client.send_binary(b"hello there".to_vec()).await;
+    assert_still_served(&mut client).await;
+    let m = s.metrics();
+    assert_eq!((m.binary_frames, m.malformed_frames), (3, 2));
+    assert_eq!(s.node.connection_count(), 1);
 }
 
 // ----- events ----------------------------------------------------------------------------

@@ -5,8 +5,10 @@
 //! A raw client (`support::raw`) writes every byte itself, chopped as the case says, over a
 //! real TCP connection on loopback to a real [`WsServer`]. Autobahn assumes an echo server: the
 //! node here echoes every text message from its raw message hook. Binary messages are not
-//! echoed: crosswire's protocol is text-only and drops them, counting them in
-//! `binary_frames`; those rows check the count and that the connection stays usable.
+//! echoed as binary: crosswire parses a binary message like text (the JSON protocol in a binary
+//! frame), so one that is UTF-8 reaches the same hook and comes back as a text message, and one
+//! that is not is dropped as malformed. Those rows check that, the count in `binary_frames`,
+//! and that the connection stays usable (never a 1007 for a binary message).
 //!
 //! Each row is run on a connection of its own and ends one of three ways:
 //! - `Open`: the connection is still usable, so the client closes with 1000 and the server
@@ -59,8 +61,13 @@ const NO_CODE: u16 = 1005;
 /// would get an empty text message answered twice; no case sends this one.
 const HEARTBEAT: &str = "crosswire-rfc6455-heartbeat";
 
-const BINARY_DROPPED: &str = "Autobahn expects the binary message echoed; crosswire's protocol \
-    is text-only, so it drops binary messages (counted in binary_frames) and stays usable";
+const BINARY_AS_TEXT: &str = "Autobahn expects the binary message echoed as binary; crosswire \
+    parses a binary message like text (the JSON protocol in a binary frame), so this node's \
+    message hook echoes one that is UTF-8 as a text message";
+
+const BINARY_NOT_UTF8: &str = "Autobahn expects the binary message echoed; crosswire parses a \
+    binary message like text, so one that is not UTF-8 is dropped as malformed (counted in \
+    binary_frames and malformed_frames, no 1007) and the connection stays usable";
 
 const PONGS_COALESCED: &str = "Autobahn wants a pong for every ping; crosswire answers only the \
     latest of the pings it read before the previous pong went out (RFC 6455 5.5.3 allows it), \
@@ -117,7 +124,7 @@ struct Case {
     limit: usize,
     steps: Vec<Step>,
     end: End,
-    /// Binary messages the node must have dropped.
+    /// Whole binary messages the node must have received (counted in `binary_frames`).
     binary: u64,
     /// After the row, a new connection must still be served.
     then_serves: bool,
@@ -263,13 +270,25 @@ fn group_1_framing() -> Vec<Case> {
     cases
 }
 
-/// A single-frame message that is echoed (text) or dropped (binary).
+/// A single-frame message that is echoed (text, or binary that is UTF-8) or dropped (binary
+/// that is not).
 fn message_case(id: String, what: String, opcode: u8, payload: Vec<u8>, chop: Chop) -> Case {
     let sent = case(id, what).send_with(vec![Frame::new(opcode, payload.clone())], chop);
     if opcode == TEXT {
         sent.echo(payload)
     } else {
-        sent.binary(1).differs(BINARY_DROPPED)
+        binary_answered(sent, &payload)
+    }
+}
+
+/// What a binary message gets: parsed like text, it reaches the node's message hook (which
+/// echoes it as a text message) when it is UTF-8, and is dropped as malformed when it is not.
+fn binary_answered(sent: Case, payload: &[u8]) -> Case {
+    let counted = sent.binary(1);
+    if std::str::from_utf8(payload).is_ok() {
+        counted.echo(payload).differs(BINARY_AS_TEXT)
+    } else {
+        counted.differs(BINARY_NOT_UTF8)
     }
 }
 
@@ -1052,7 +1071,7 @@ fn group_9_limits() -> Vec<Case> {
             cases.push(if opcode == TEXT {
                 row.echo(payload)
             } else {
-                row.binary(1).differs(BINARY_DROPPED)
+                binary_answered(row, &payload)
             });
         }
     }
@@ -1078,23 +1097,39 @@ fn group_9_limits() -> Vec<Case> {
             format!("9.7.{i}"),
             format!("{ROUND_TRIPS} round trips of a {size}-byte text message"),
         );
+        // 0xFE is never UTF-8: those messages are dropped as malformed, so a ping after each
+        // one is answered instead. The empty message is UTF-8: its echo comes back as text.
+        let payload = vec![0xFE; size];
+        let utf8 = std::str::from_utf8(&payload).is_ok();
         let mut binary = case(
             format!("9.8.{i}"),
-            format!("{ROUND_TRIPS} round trips of a {size}-byte binary message, then a ping"),
+            if utf8 {
+                format!("{ROUND_TRIPS} round trips of a {size}-byte binary message")
+            } else {
+                format!("{ROUND_TRIPS} round trips of a {size}-byte binary message, then a ping")
+            },
         )
         .binary(ROUND_TRIPS as u64)
-        .differs(
-            "binary messages are dropped, not echoed: a ping after each one is answered instead",
-        );
+        .differs(if utf8 {
+            BINARY_AS_TEXT
+        } else {
+            BINARY_NOT_UTF8
+        });
         for n in 0..ROUND_TRIPS {
             text = text.send(vec![Frame::text(stars(size))]).echo(stars(size));
-            let ping = n.to_string();
-            binary = binary
-                .send(vec![
-                    Frame::binary(vec![0xFE; size]),
-                    Frame::ping(ping.clone()),
-                ])
-                .pong(ping);
+            binary = if utf8 {
+                binary
+                    .send(vec![Frame::binary(payload.clone())])
+                    .echo(payload.clone())
+            } else {
+                let ping = n.to_string();
+                binary
+                    .send(vec![
+                        Frame::binary(payload.clone()),
+                        Frame::ping(ping.clone()),
+                    ])
+                    .pong(ping)
+            };
         }
         cases.extend([text, binary]);
     }
@@ -1182,10 +1217,8 @@ fn group_x_beyond() -> Vec<Case> {
         )
         .limit(1000)
         .send(fragmented(BINARY, &[&stars(600), &stars(401)]))
-        .closes(1009)
-        // The message is counted as dropped at its first fragment, before the second one
-        // takes it over the limit.
-        .binary(1),
+        // Refused at the header of the fragment that takes it over, never counted.
+        .closes(1009),
         case(
             "x.1.16",
             "a ping between the fragments of a message of exactly the limit",
@@ -1198,6 +1231,20 @@ fn group_x_beyond() -> Vec<Case> {
         ])
         .pong(stars(125))
         .echo(stars(1000)),
+        case(
+            "x.1.17",
+            "a ping between the fragments of a binary message of exactly the limit",
+        )
+        .limit(1000)
+        .send(vec![
+            Frame::binary(stars(600)).fin(false),
+            Frame::ping(stars(125)),
+            Frame::continuation(stars(400)),
+        ])
+        .pong(stars(125))
+        // Assembled whole and parsed like text: UTF-8, so the message hook echoes it.
+        .echo(stars(1000))
+        .binary(1),
     ]);
     // Hostile lengths: the header is all that is sent.
     cases.extend([
@@ -1271,7 +1318,7 @@ fn group_x_beyond() -> Vec<Case> {
             .closes(1002),
         case(
             "x.4.6",
-            "a message, then a binary message, then a message: both echoed",
+            "a message, a binary message, a message: all three reach the message hook",
         )
         .send(vec![
             Frame::text("one"),
@@ -1279,9 +1326,9 @@ fn group_x_beyond() -> Vec<Case> {
             Frame::text("three"),
         ])
         .echo("one")
+        .echo("two")
         .echo("three")
-        .binary(1)
-        .differs(BINARY_DROPPED),
+        .binary(1),
         case(
             "x.4.7",
             "a code point split across fragments with a ping between",
@@ -1305,6 +1352,21 @@ fn group_x_beyond() -> Vec<Case> {
         )
         .send(vec![Frame::text(&b"ok\xff"[..]).fin(false)])
         .closes(1007),
+        case(
+            "x.4.10",
+            "a binary message invalid as UTF-8 in every fragment, ping between: no 1007",
+        )
+        .send(vec![
+            Frame::binary(&b"\xff\xe2\x82"[..]).fin(false),
+            Frame::ping("p"),
+            Frame::continuation(&b"\xc3"[..]).fin(false),
+            Frame::continuation(&b"\x28\xed\xa0\x80"[..]),
+            Frame::text("after"),
+        ])
+        .pong("p")
+        // Dropped as malformed, not echoed; the next message is.
+        .echo("after")
+        .binary(1),
     ]);
     cases
 }
@@ -1463,7 +1525,7 @@ async fn run_case(case: Case, addr: SocketAddr, node: Node) -> Result<(), String
     let binary = node.metrics_snapshot().binary_frames - binary_before;
     if binary != case.binary {
         return Err(format!(
-            "{binary} binary messages dropped, expected {}",
+            "{binary} binary messages counted, expected {}",
             case.binary
         ));
     }

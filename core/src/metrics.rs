@@ -27,11 +27,12 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Client text frames that were not a valid event frame (bad JSON, not an object, no event).
+    /// Client messages (text, or binary holding the JSON protocol) that were not a valid event
+    /// frame (not UTF-8, bad JSON, not an object, no event).
     malformed_frames,
     /// Client messages larger than the transport's limit (the connection is closed with 1009).
     oversized_frames,
-    /// Binary client frames (the protocol is text-only); dropped.
+    /// Binary client messages; parsed like text (the JSON protocol in a binary frame).
     binary_frames,
     /// Client events starting with `$` other than the protocol's own; dropped.
     reserved_events,

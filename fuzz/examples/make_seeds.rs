@@ -106,6 +106,35 @@ fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "binary-json",
+            frames(mib, 0x01, &[client_frame(true, 0x2, json.as_bytes(), None)]),
+        ),
+        (
+            "binary-fragmented-not-utf8-with-ping",
+            frames(
+                mib,
+                0x13,
+                &[
+                    client_frame(false, 0x2, b"\xff\xe2\x82", None),
+                    client_frame(true, 0x9, b"ping", None),
+                    client_frame(false, 0x0, b"\xc3", None),
+                    client_frame(true, 0x0, b"\x28\xed\xa0\x80", None),
+                    text("after"),
+                ],
+            ),
+        ),
+        (
+            "binary-fragments-over-limit",
+            frames(
+                7,
+                0x02,
+                &[
+                    client_frame(false, 0x2, b"1234", None),
+                    client_frame(true, 0x0, b"5678", None),
+                ],
+            ),
+        ),
+        (
             "close-with-reason",
             frames(
                 mib,

@@ -1,13 +1,12 @@
 //! The same client byte stream to crosswire's frame reader and to fastwebsockets 0.10's
 //! server-side reader (`WebSocket::after_handshake(_, Role::Server)`, auto-close and auto-pong
 //! off, the same message limit): both must hand on the same messages (text payloads, binary
-//! message starts, ping payloads, pongs, close code and reason) and end the same way (after a
+//! payloads, ping payloads, pongs, close code and reason) and end the same way (after a
 //! close, at the end of the input, or refusing the stream with the same close code).
 //!
-//! fastwebsockets is used frame by frame, not through `FragmentCollector`: crosswire reports a
-//! binary message at its first frame and limits whole messages, and the collector does
-//! neither (see below), so fragments are assembled by `crosswire_fuzz::oracle` with RFC 6455's
-//! rules.
+//! fastwebsockets is used frame by frame, not through `FragmentCollector`: crosswire limits
+//! whole messages and the collector does not (see below), so fragments (text and binary) are
+//! assembled by `crosswire_fuzz::oracle` with RFC 6455's rules.
 //!
 //! # Where fastwebsockets' reader differs from RFC 6455 and from crosswire
 //! Normalized here (`crosswire_fuzz::normalize` rewrites or cuts the input, `oracle` applies
@@ -42,12 +41,12 @@
 //! 9. Order of checks: fastwebsockets' reader refuses an unfragmented text frame with invalid
 //!    UTF-8 (1007) before its caller can see that the frame is out of place inside a
 //!    fragmented message; crosswire refuses it as out of place (1002). Normalized in `oracle`.
-//! 10. `FragmentCollector` has no limit on the assembled message (only on each frame), and
-//!     reports a binary message once whole where crosswire reports its first frame.
+//! 10. `FragmentCollector` has no limit on the assembled message (only on each frame).
 //!
 //! Both refuse reserved bits and unknown opcodes (1002), fragmented control frames and pings
 //! over 125 bytes (1002), and invalid UTF-8 in an unfragmented text frame (1007); neither
-//! requires the shortest length encoding.
+//! requires the shortest length encoding. Binary messages follow the fragmentation and size
+//! rules of text but no UTF-8 rule (never 1007), in crosswire and in `oracle` alike.
 
 #![no_main]
 

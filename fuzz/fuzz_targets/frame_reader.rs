@@ -5,9 +5,9 @@
 //! Checks: no panic; no single allocation larger than the message limit plus a frame header
 //! plus one read (a frame's claimed length is hostile); the messages and the end are the same
 //! whatever the read sizes, the pauses, and whether bytes came with the upgrade request; what
-//! is handed on
-//! keeps the reader's promises (text is UTF-8 within the limit, control payloads fit 125
-//! bytes whatever the limit, nothing follows a close).
+//! is handed on keeps the reader's promises (text is UTF-8 within the limit, binary is within
+//! the limit whatever its bytes, control payloads fit 125 bytes whatever the limit, nothing
+//! follows a close).
 
 #![no_main]
 
@@ -59,7 +59,8 @@ fn run(feed: Feed<'_>, max: usize) -> (Vec<Msg>, End) {
                 assert_eq!(i + 1, messages.len(), "a message after the close");
                 assert_eq!(end, End::Closed);
             }
-            Msg::Binary | Msg::Pong => {}
+            Msg::Binary(bytes) => assert!(bytes.len() <= max, "binary over the limit"),
+            Msg::Pong => {}
         }
     }
     assert!(!matches!(end, End::Io(_)), "{end:?}");

@@ -82,8 +82,8 @@ struct Rules {
     max_message: usize,
     /// The fragmented text message being assembled.
     text: Option<Vec<u8>>,
-    /// The length so far of the fragmented binary message being received.
-    binary: Option<usize>,
+    /// The fragmented binary message being assembled (like text, with no UTF-8 rule).
+    binary: Option<Vec<u8>>,
 }
 
 impl Rules {
@@ -102,14 +102,23 @@ impl Rules {
                 self.text = Some(payload.to_vec());
                 return Ok(None);
             }
+            OpCode::Binary if fin => Msg::Binary(payload.to_vec()),
             OpCode::Binary => {
-                self.binary = (!fin).then_some(payload.len());
-                Msg::Binary
+                self.binary = Some(payload.to_vec());
+                return Ok(None);
             }
             OpCode::Continuation => {
-                if let Some(so_far) = self.binary {
-                    self.binary = (!fin).then_some(so_far + payload.len());
-                    return Ok(None);
+                if let Some(binary) = self.binary.as_mut() {
+                    binary.extend_from_slice(payload);
+                    if binary.len() > self.max_message {
+                        return Err(1009); // normalize::Cut predicts this one
+                    }
+                    if !fin {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Step::Message(Msg::Binary(
+                        self.binary.take().unwrap_or_default(),
+                    ))));
                 }
                 let text = self.text.as_mut().ok_or(1002u16)?;
                 text.extend_from_slice(payload);

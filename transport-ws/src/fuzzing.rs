@@ -23,8 +23,8 @@ pub const STACK_READ: usize = reader::STACK_READ;
 pub enum Msg {
     /// A whole text message (the reader promises valid UTF-8; kept as bytes to check it).
     Text(Vec<u8>),
-    /// The first frame of a binary message.
-    Binary,
+    /// A whole binary message (any bytes, within the limit).
+    Binary(Vec<u8>),
     /// A ping and its payload.
     Ping(Vec<u8>),
     /// A pong.
@@ -50,7 +50,7 @@ impl From<Message<'_>> for Msg {
     fn from(message: Message<'_>) -> Self {
         match message {
             Message::Text(text) => Msg::Text(text.to_vec()),
-            Message::Binary => Msg::Binary,
+            Message::Binary(bytes) => Msg::Binary(bytes.to_vec()),
             Message::Ping(payload) => Msg::Ping(payload.to_vec()),
             Message::Pong => Msg::Pong,
             Message::Close(code, reason) => Msg::Close(code, reason.to_owned()),

@@ -116,6 +116,9 @@ mod tests {
         let mut stream = frame(0x1, 200_000);
         stream.extend(frame(0x9, 3));
         stream.extend(frame(0x0, 70));
+        // Binary frames are skipped like text ones, their bytes never decoded.
+        stream.extend(frame(0x2, 70_000));
+        stream.extend(frame(0x2, 0));
         let close_at = stream.len();
         stream.extend(frame(CLOSE, 2));
         for chunk in [1, 2, 13, 14, 15, 4096, 1 << 20] {

@@ -312,7 +312,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let mut paused = false;
         let mut handle = |message: Message<'_>| {
             let verdict = match (&message, bucket.as_mut(), settings.rate.as_ref()) {
-                (Message::Text(_) | Message::Binary, Some(bucket), Some(limit)) => {
+                (Message::Text(_) | Message::Binary(_), Some(bucket), Some(limit)) => {
                     bucket.take(limit)
                 }
                 _ => RateVerdict::Pass,
@@ -338,7 +338,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             match message {
                 Message::Text(text) => node.handle_text(socket, text),
-                Message::Binary => Metrics::add(&node.metrics().binary_frames),
+                // The JSON protocol in a binary message: parsed like text (`handle_text`
+                // checks its UTF-8 and counts it malformed if it is not).
+                Message::Binary(bytes) => {
+                    Metrics::add(&node.metrics().binary_frames);
+                    node.handle_text(socket, bytes);
+                }
                 Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
                 Message::Pong => node.handle_pong(socket),
                 Message::Close(code, reason) => {

@@ -30,8 +30,8 @@ const TOO_BIG: u16 = 1009;
 pub(crate) enum Message<'a> {
     /// A whole text message, valid UTF-8.
     Text(&'a [u8]),
-    /// The first frame of a binary message (the protocol has no use for them).
-    Binary,
+    /// A whole binary message: any bytes (no UTF-8 rule applies).
+    Binary(&'a [u8]),
     /// A ping with its payload, to be answered with a pong.
     Ping(&'a [u8]),
     /// A pong.
@@ -57,10 +57,10 @@ pub(crate) struct FrameReader {
     max_message: usize,
     /// Bytes of an incomplete frame; unallocated between frames.
     partial: Vec<u8>,
-    /// A fragmented text message being assembled.
+    /// A fragmented text or binary message being assembled.
     fragments: Option<Vec<u8>>,
-    /// A fragmented binary message being skipped: its bytes so far (for the size limit).
-    skipping_binary: Option<usize>,
+    /// Whether `fragments` is a binary message (its UTF-8 is not checked).
+    fragments_binary: bool,
     /// Whether `partial` holds bytes not decoded yet.
     undecoded: bool,
     /// Once reading ended on a protocol violation: what the peer still sends is discarded.
@@ -94,7 +94,7 @@ impl FrameReader {
             max_message,
             partial: early_bytes.to_vec(),
             fragments: None,
-            skipping_binary: None,
+            fragments_binary: false,
             undecoded: !early_bytes.is_empty(),
             drain: None,
         }
@@ -355,9 +355,8 @@ impl FrameReader {
         if head.opcode >= 0x8 {
             return Ok(());
         }
-        let assembled = match (head.opcode, &self.fragments, self.skipping_binary) {
-            (0x0, Some(fragments), _) => fragments.len(),
-            (0x0, None, Some(skipped)) => skipped,
+        let assembled = match (head.opcode, &self.fragments) {
+            (0x0, Some(fragments)) => fragments.len(),
             _ => 0,
         };
         if head.payload_len.saturating_add(assembled) > self.max_message {
@@ -372,9 +371,8 @@ impl FrameReader {
         payload: &[u8],
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Option<ReadEnd> {
-        let in_message = self.fragments.is_some() || self.skipping_binary.is_some();
         match head.opcode {
-            0x1 | 0x2 if in_message => {
+            0x1 | 0x2 if self.fragments.is_some() => {
                 return Some(ReadEnd::Violation(
                     PROTOCOL_ERROR,
                     "expected a continuation frame",
@@ -393,15 +391,25 @@ impl FrameReader {
                     return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
                 }
                 self.fragments = Some(payload.to_vec());
+                self.fragments_binary = false;
             }
+            // Binary messages are assembled like text, with no UTF-8 to check.
+            0x2 if head.fin => on_message(Message::Binary(payload)),
             0x2 => {
-                self.skipping_binary = (!head.fin).then_some(payload.len());
-                on_message(Message::Binary);
+                self.fragments = Some(payload.to_vec());
+                self.fragments_binary = true;
             }
             0x0 => {
-                if let Some(skipped) = self.skipping_binary {
-                    self.skipping_binary = (!head.fin).then_some(skipped + payload.len());
-                } else if let Some(fragments) = self.fragments.as_mut() {
+                let Some(fragments) = self.fragments.as_mut() else {
+                    return Some(ReadEnd::Violation(
+                        PROTOCOL_ERROR,
+                        "continuation frame without a message",
+                    ));
+                };
+                if self.fragments_binary {
+                    grow_within(fragments, payload.len(), self.max_message);
+                    fragments.extend_from_slice(payload);
+                } else {
                     // What came before is valid up to a code point it may have left unfinished
                     // (at most its last 3 bytes): check from there on, failing fast.
                     let unfinished = fragments.len().saturating_sub(3);
@@ -415,15 +423,14 @@ impl FrameReader {
                             return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
                         }
                     }
-                    if head.fin {
-                        let message = self.fragments.take().unwrap_or_default();
-                        on_message(Message::Text(&message));
-                    }
-                } else {
-                    return Some(ReadEnd::Violation(
-                        PROTOCOL_ERROR,
-                        "continuation frame without a message",
-                    ));
+                }
+                if head.fin {
+                    let message = self.fragments.take().unwrap_or_default();
+                    on_message(if self.fragments_binary {
+                        Message::Binary(&message)
+                    } else {
+                        Message::Text(&message)
+                    });
                 }
             }
             0x8 => {
@@ -588,7 +595,7 @@ mod tests {
     #[derive(Debug, PartialEq)]
     enum Seen {
         Text(String),
-        Binary,
+        Binary(Vec<u8>),
         Ping(Vec<u8>),
         Pong,
         Close(u16, String),
@@ -601,7 +608,7 @@ mod tests {
         let mut on_message = |m: Message<'_>| {
             seen.push(match m {
                 Message::Text(t) => Seen::Text(String::from_utf8_lossy(t).into_owned()),
-                Message::Binary => Seen::Binary,
+                Message::Binary(b) => Seen::Binary(b.to_vec()),
                 Message::Ping(p) => Seen::Ping(p.to_vec()),
                 Message::Pong => Seen::Pong,
                 Message::Close(c, r) => Seen::Close(c, r.to_owned()),
@@ -685,7 +692,7 @@ mod tests {
             vec![
                 Seen::Ping(vec![]),
                 text("hello"),
-                Seen::Binary,
+                Seen::Binary(b"binary".to_vec()),
                 Seen::Close(1000, "bye".into()),
                 Seen::End("closed".into())
             ]
@@ -834,6 +841,132 @@ mod tests {
             assert_eq!(end, None, "class {class}: waits for the payload");
             assert!(held <= limit + MAX_HEAD, "class {class}: held {held}");
         }
+    }
+
+    #[test]
+    fn a_whole_binary_message_is_handed_on_with_its_payload() {
+        let json = br#"{"event":"say","payload":1,"callbackId":"bin"}"#;
+        let big = vec![0xA5; 70_000];
+        let mut input = frame(true, 2, json);
+        input.extend(frame(true, 2, b""));
+        input.extend(frame(true, 2, &big));
+        input.extend(frame(true, 1, b"after"));
+        for chunk in [1, 3, 100, 8192, 1 << 20] {
+            assert_eq!(
+                run(&input, chunk, 1 << 20),
+                vec![
+                    Seen::Binary(json.to_vec()),
+                    Seen::Binary(vec![]),
+                    Seen::Binary(big.clone()),
+                    text("after"),
+                    Seen::End("gone".into())
+                ],
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fragmented_binary_message_is_assembled_around_a_ping() {
+        let mut input = frame(false, 2, b"{\"ev");
+        input.extend(frame(true, 9, b"p"));
+        input.extend(frame(false, 0, b""));
+        input.extend(frame(false, 0, b"ent\""));
+        input.extend(frame(true, 10, b""));
+        input.extend(frame(true, 0, b":1}"));
+        input.extend(frame(true, 1, b"next"));
+        for chunk in [1, 2, 5, 1000] {
+            assert_eq!(
+                run(&input, chunk, 100),
+                vec![
+                    Seen::Ping(b"p".to_vec()),
+                    Seen::Pong,
+                    Seen::Binary(b"{\"event\":1}".to_vec()),
+                    text("next"),
+                    Seen::End("gone".into())
+                ],
+                "chunk {chunk}"
+            );
+        }
+        // A new message inside a fragmented binary one is refused as for text.
+        let mut inside = frame(false, 2, b"a");
+        inside.extend(frame(true, 2, b"b"));
+        assert_eq!(
+            run(&inside, 5, 100),
+            vec![Seen::End("1002 expected a continuation frame".into())]
+        );
+    }
+
+    #[test]
+    fn binary_messages_are_not_held_to_utf8() {
+        let not_utf8 = [0xFF, 0xFE, 0xC3, 0x28, 0xED, 0xA0, 0x80, 0x00];
+        let mut input = frame(true, 2, &not_utf8);
+        // Split inside what would be a code point, and invalid in every fragment.
+        input.extend(frame(false, 2, &[0xE2, 0x82]));
+        input.extend(frame(false, 0, &[0xFF]));
+        input.extend(frame(true, 0, &[0xC0, 0x80]));
+        input.extend(frame(true, 8, &[0x03, 0xE8]));
+        assert_eq!(
+            run(&input, 3, 100),
+            vec![
+                Seen::Binary(not_utf8.to_vec()),
+                Seen::Binary(vec![0xE2, 0x82, 0xFF, 0xC0, 0x80]),
+                Seen::Close(1000, String::new()),
+                Seen::End("closed".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_binary_message_over_the_limit_closes_1009_before_its_payload_is_buffered() {
+        assert_eq!(
+            run(&frame(true, 2, &[0xFF; 10]), 4, 10),
+            vec![Seen::Binary(vec![0xFF; 10]), Seen::End("gone".into())]
+        );
+        assert_eq!(
+            run(&frame(true, 2, &[0xFF; 11]), 4, 10),
+            vec![Seen::End("1009 message too big".into())]
+        );
+        let mut fragmented = frame(false, 2, &[0xFF; 6]);
+        fragmented.extend(frame(true, 9, b""));
+        fragmented.extend(frame(true, 0, &[0xFF; 5]));
+        assert_eq!(
+            run(&fragmented, 100, 10),
+            vec![Seen::Ping(vec![]), Seen::End("1009 message too big".into())]
+        );
+        // Refused from the header alone, for every length class: nothing reserved for it.
+        for (claimed, class, limit) in [
+            (101u64, 7u8, 100usize),
+            (1_001, 16, 1_000),
+            (70_001, 64, 70_000),
+            (1 << 62, 64, 1 << 20),
+        ] {
+            let mut head = head_claiming(claimed, class);
+            head[0] = 0x82;
+            let (end, held) = header_alone(&head, limit);
+            assert_eq!(end.as_deref(), Some("1009 message too big"), "{claimed}");
+            assert_eq!(
+                held, 0,
+                "nothing kept for a refused frame of {claimed} bytes"
+            );
+        }
+        // A continuation that takes the message over: refused at its header, before its
+        // payload comes.
+        let mut reader = FrameReader::new(10, &[]);
+        let mut seen = 0;
+        let mut count = |_: Message<'_>| {
+            seen += 1;
+            ControlFlow::Continue(())
+        };
+        let mut first = frame(false, 2, &[0xFF; 6]);
+        let (consumed, stop) = reader.decode(&mut first, &mut count);
+        assert_eq!((consumed, stop.is_none()), (first.len(), true));
+        let mut over = frame(true, 0, &[0xFF; 5]);
+        over.truncate(6); // the header alone
+        let (consumed, stop) = reader.decode(&mut over, &mut count);
+        assert_eq!(consumed, 0);
+        assert!(matches!(stop, Some(Stop::End(ReadEnd::Violation(1009, _)))));
+        assert_eq!(seen, 0);
     }
 
     #[test]
