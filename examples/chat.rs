@@ -184,7 +184,9 @@ type Body = Either<Empty<Bytes>, Full<Bytes>>;
 
 /// Accepts HTTP connections on `listener` and serves them with [`route`].
 async fn serve(listener: TcpListener, node: Node) {
-    let acceptor = WsAcceptor::new(node, WsConfig::default());
+    // The page offers this subprotocol, as a browser app may; the server echoes it.
+    let config = WsConfig::default().subprotocols(["crosswire.chat"]);
+    let acceptor = WsAcceptor::new(node, config);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -327,13 +329,7 @@ fn install(node: &Node) {
             let message =
                 json!({ "room": room, "from": name, "fromId": id, "text": text, "at": now_ms() });
             let sent = n
-                .broadcast_to_room(
-                    NAMESPACE,
-                    &room,
-                    "chat",
-                    &message,
-                    RoomOptions::default(),
-                )
+                .broadcast_to_room(NAMESPACE, &room, "chat", &message, RoomOptions::default())
                 .await;
             reply(&ev, json!({ "ok": sent.is_ok() }));
         }

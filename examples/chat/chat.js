@@ -36,6 +36,7 @@ function enter(name) {
   client = new CrosswireClient({
     url: `${scheme}://${location.host}/ws`,
     customParams: { id: me.id, name },
+    protocols: ['crosswire.chat'], // the server echoes it (WsConfig::subprotocols)
     pingInterval: 5000, // a latency figure soon after connecting
     fastReconnectInterval: 2000,
   });

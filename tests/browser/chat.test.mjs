@@ -1,6 +1,8 @@
 // The chat example (examples/chat.rs) in headless Chromium: two pages on two different nodes
 // of one `chat` process chat with each other, then the process is killed and restarted on the
-// same ports and both pages reconnect and chat again.
+// same ports and both pages reconnect and chat again. The page offers the subprotocol
+// `crosswire.chat`, which Chromium requires the server to echo: every connection here is a
+// check of the server's subprotocol handshake too.
 //
 // Needs `cargo build --examples --all-features` (CROSSWIRE_CHAT_BIN overrides the binary) and
 // Chromium at /usr/bin/chromium (CHROMIUM_PATH overrides it). Screenshots go to artifacts/.

@@ -18,7 +18,7 @@ export interface WebSocketLike {
     close(code?: number, reason?: string): void;
 }
 /** A WebSocket constructor: `WebSocket`, or `WebSocket` from the `ws` package. */
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 /** How a connection closed. */
 export interface CloseInfo {
     /** The server's close code; 4001 after `close()`, 4002 after a pong timeout, 1006 when the connection broke. */
@@ -67,6 +67,11 @@ export interface CrosswireOptions {
     background?: boolean;
     /** The WebSocket constructor (`globalThis.WebSocket`). */
     WebSocket?: WebSocketConstructor;
+    /**
+     * Subprotocols offered in the handshake (`Sec-WebSocket-Protocol`); the server must echo
+     * one (crosswire: `WsConfig::subprotocols`) or the connection fails (none).
+     */
+    protocols?: string | string[];
     /** Connect in the constructor; otherwise call `connect()` (true). */
     autoConnect?: boolean;
 }
@@ -105,9 +110,10 @@ export interface RequestOptions {
 export type Callback<T = any> = (error: CrosswireError | null, payload: T | null) => void;
 export type Listener<T = any> = (data: T) => void;
 type Tag = string | number;
-type Settings = Required<Omit<CrosswireOptions, 'repeatLimit' | 'WebSocket'>> & {
+type Settings = Required<Omit<CrosswireOptions, 'repeatLimit' | 'WebSocket' | 'protocols'>> & {
     repeatLimit: number | null;
     WebSocket?: WebSocketConstructor;
+    protocols?: string | string[];
 };
 /**
  * The delay before reconnection attempt `repeat` (from 1), as in the Rust connector: the fast

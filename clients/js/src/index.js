@@ -93,7 +93,7 @@ export class CrosswireClient {
       const Ws = o.WebSocket ?? globalThis.WebSocket;
       if (!Ws)
         throw new Error('no WebSocket: pass the `WebSocket` option (e.g. from the ws package)');
-      ws = this.ws = new Ws(url);
+      ws = this.ws = o.protocols ? new Ws(url, o.protocols) : new Ws(url);
     }
     catch (e) {
       this.fire('error', e);
