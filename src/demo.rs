@@ -49,52 +49,36 @@ pub fn install(node: &Node) {
         }
     });
 
-    let n = node.clone();
-    node.on("joinRoom", move |ev| {
-        let n = n.clone();
-        async move {
-            let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
-                (Some(id), Some(room)) => match n.join_room(NAMESPACE, &room, &id).await {
-                    Ok(()) => format!("Successfully joined the roomId:{room}"),
-                    Err(error) => format!("Failed to join the room: {error}"),
-                },
-                _ => "Failed to join the room".to_owned(),
-            };
-            reply(&ev, json!({ "msg": msg }));
-        }
+    node.on("joinRoom", |ev| async move {
+        let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
+            (Some(id), Some(room)) => match ev.node().join_room(NAMESPACE, &room, &id).await {
+                Ok(()) => format!("Successfully joined the roomId:{room}"),
+                Err(error) => format!("Failed to join the room: {error}"),
+            },
+            _ => "Failed to join the room".to_owned(),
+        };
+        reply(&ev, json!({ "msg": msg }));
     });
 
-    let n = node.clone();
-    node.on("leaveRoom", move |ev| {
-        let n = n.clone();
-        async move {
-            let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
-                (Some(id), Some(room)) => match n.leave_room(NAMESPACE, &room, &id).await {
-                    Ok(()) => format!("Left the roomId:{room}"),
-                    Err(error) => format!("Failed to leave the room: {error}"),
-                },
-                _ => "Failed to leave the room".to_owned(),
-            };
-            reply(&ev, json!({ "msg": msg }));
-        }
+    node.on("leaveRoom", |ev| async move {
+        let msg = match (ev.socket().socket_id(), id_field(&ev.value(), "roomId")) {
+            (Some(id), Some(room)) => match ev.node().leave_room(NAMESPACE, &room, &id).await {
+                Ok(()) => format!("Left the roomId:{room}"),
+                Err(error) => format!("Failed to leave the room: {error}"),
+            },
+            _ => "Failed to leave the room".to_owned(),
+        };
+        reply(&ev, json!({ "msg": msg }));
     });
 
-    let n = node.clone();
-    node.on("command", move |ev| {
-        let n = n.clone();
-        async move {
-            let msg = command(&n, &ev.value()).await;
-            reply(&ev, json!({ "msg": msg }));
-        }
+    node.on("command", |ev| async move {
+        let msg = command(ev.node(), &ev.value()).await;
+        reply(&ev, json!({ "msg": msg }));
     });
 
-    let n = node.clone();
-    node.on("stats", move |ev| {
-        let n = n.clone();
-        async move {
-            let value = stats(&n).await;
-            reply(&ev, value);
-        }
+    node.on("stats", |ev| async move {
+        let value = stats(ev.node()).await;
+        reply(&ev, value);
     });
 
     node.on("say", |ev| async move {

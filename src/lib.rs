@@ -14,7 +14,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use crosswire::memory::MemoryHub;
 //! use crosswire::ws::{WsConfig, WsServer};
-//! use crosswire::{system, Node};
+//! use crosswire::{close_codes, system, Error, Node};
 //!
 //! let hub = MemoryHub::new(); // one per process; Redis or NATS across machines
 //! let node = Node::builder().server_name("a").broker(hub.broker()).build().await?;
@@ -24,21 +24,18 @@
 //!     let n = n.clone();
 //!     async move {
 //!         match socket.request().param("id").map(str::to_owned) {
-//!             Some(id) => { let _ = n.bind(&socket, &id); }
-//!             None => socket.close(4011, "Auth failure"),
+//!             Some(id) => n.bind(&socket, &id)?,
+//!             None => socket.close(close_codes::AUTH_FAILED, "Auth failure"),
 //!         }
+//!         Ok::<_, Error>(())
 //!     }
 //! });
-//! let n = node.clone();
-//! node.on("joinRoom", move |ev| {
-//!     let n = n.clone();
-//!     async move {
-//!         let id = ev.socket().socket_id();
-//!         if let (Some(id), Some(room)) = (id, ev.value()["roomId"].as_str()) {
-//!             let _ = n.join_room("chat", room, &id).await;
-//!             let _ = n.broadcast_to_room("chat", room, "say", &"welcome", Default::default()).await;
-//!         }
-//!     }
+//! node.on("joinRoom", |ev| async move {
+//!     let id = ev.socket().socket_id().ok_or(Error::Closed)?;
+//!     let room: String = serde_json::from_value(ev.value()["roomId"].clone()).map_err(Error::Decode)?;
+//!     ev.node().join_room("chat", &room, &id).await?;
+//!     ev.node().broadcast_to_room("chat", &room, "say", &"welcome", Default::default()).await?;
+//!     Ok::<_, Error>(())
 //! });
 //!
 //! let server = WsServer::bind("127.0.0.1:0", node.clone(), WsConfig::default()).await?;
@@ -94,6 +91,9 @@ pub mod nats {
     #[doc(inline)]
     pub use crosswire_nats::*;
 }
+
+#[cfg(feature = "axum")]
+pub mod axum;
 
 pub mod demo;
 

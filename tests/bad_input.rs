@@ -795,7 +795,8 @@ async fn a_connection_stopped_during_its_connection_handler_is_still_cleaned_up(
 #[tokio::test]
 async fn a_panicking_connection_handler_does_not_leak_or_stop_the_connection() {
     let node = Node::builder().build().await.expect("node builds");
-    node.on_system(system::Connection, |_socket| async {
+    // A handler that only panics has no output type of its own: `()` is named.
+    node.on_system::<_, _, _, ()>(system::Connection, |_socket| async {
         panic!("handler bug")
     });
     crosswire::demo::install(&node);
@@ -848,4 +849,24 @@ async fn a_ping_is_answered_and_an_unmasked_frame_closes_with_1002() {
         (1002, Some("raw"))
     );
     assert_eq!(s.node.connection_count(), 0);
+}
+
+#[tokio::test]
+async fn a_handler_returning_an_error_is_counted_and_the_connection_goes_on() {
+    let node = Node::builder().build().await.expect("node builds");
+    crosswire::demo::install(&node);
+    node.on("score", |ev| async move {
+        let score: u32 = ev.json()?;
+        ev.reply(&(score + 1))
+    });
+    let mut server = Server::serve(node.clone(), WsConfig::default()).await;
+    let mut client = TestClient::with_id(server.addr(), "7").await;
+    server.wait_bound("7").await;
+    let (reply, _) = client.request("score", json!(41)).await;
+    assert_eq!(reply, json!(42));
+    assert_eq!(node.metrics_snapshot().handler_errors, 0);
+    // Not a number: the handler's `?` returns the decode error, which is counted.
+    client.emit("score", json!("many")).await;
+    assert_still_served(&mut client).await;
+    assert_eq!(node.metrics_snapshot().handler_errors, 1);
 }

@@ -3,7 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -93,7 +93,20 @@ impl ClientEvent {
         }
     }
 
-    /// The node that received it.
+    /// The node that received it (to deliver, join rooms or query the cluster from a handler
+    /// without capturing a clone of the node).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// let node = crosswire_core::Node::builder().build().await?;
+    /// node.on("joinRoom", |ev| async move {
+    ///     let room: String = ev.json()?;
+    ///     let id = ev.socket().socket_id().ok_or(crosswire_core::Error::Closed)?;
+    ///     ev.node().join_room("chat", &room, &id).await?;
+    ///     ev.reply(&"joined")
+    /// });
+    /// # Ok(()) }
+    /// ```
     pub fn node(&self) -> &Node {
         &self.node
     }
@@ -196,6 +209,12 @@ impl CrossEvent {
             payload,
             reply_to,
         }
+    }
+
+    /// The node that received it (to deliver, query or reply from a handler without
+    /// capturing a clone of the node).
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// The server name of the node that emitted it.
@@ -329,7 +348,7 @@ macro_rules! system_events {
         }
 
         impl SystemListeners {
-            pub(crate) fn new(ids: &Arc<AtomicU64>) -> Self {
+            pub(crate) fn new(ids: &Arc<crate::listeners::Registry>) -> Self {
                 let mut by_kind: HashMap<TypeId, Box<dyn Any + Send + Sync>> = HashMap::new();
                 $(by_kind.insert(TypeId::of::<system::$kind>(), Box::new(Listeners::<$args>::new(ids.clone())));)*
                 SystemListeners { by_kind }

@@ -33,6 +33,7 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+mod backoff;
 mod bridge;
 mod broker;
 mod channels;
@@ -61,6 +62,7 @@ mod signing;
 mod socket;
 mod transport;
 
+pub use backoff::Backoff;
 pub use bridge::{
     CallbackId, CrossEmit, CrossReply, CrossResult, ReplyStream, DEFAULT_CROSS_TIMEOUT,
 };
@@ -79,7 +81,7 @@ pub use limits::{
     DEFAULT_AUTH_TIMEOUT, DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_MAX_EVENT_NAME_LEN,
     DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_ROOMS_PER_SOCKET,
 };
-pub use listeners::{Listen, ListenerId, Listeners, Off};
+pub use listeners::{HandlerResult, Listen, ListenerId, Listeners, Off};
 pub use membership::{
     Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS, MAX_MEMBERS,
 };

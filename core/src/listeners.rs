@@ -2,6 +2,7 @@
 //! events and system events.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -14,6 +15,72 @@ use parking_lot::RwLock;
 /// A boxed handler future.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 type Handler<A> = Arc<dyn Fn(A) -> BoxFuture + Send + Sync>;
+
+/// What a handler may return: nothing, or a `Result` whose error is reported (logged with the
+/// event's name, at most one line a second, and counted in
+/// [`MetricsSnapshot::handler_errors`](crate::MetricsSnapshot::handler_errors) for a node's
+/// handlers) instead of being dropped with `let _ =`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+/// let node = crosswire_core::Node::builder().build().await?;
+/// node.on("save", |ev| async move {
+///     let score: u32 = ev.json()?; // a payload that is not a number is reported
+///     ev.reply(&(score + 1))?;
+///     Ok::<_, crosswire_core::Error>(())
+/// });
+/// # Ok(()) }
+/// ```
+pub trait HandlerResult: Send + 'static {
+    /// The error to report, if any.
+    fn into_error(self) -> Option<String>;
+}
+
+impl HandlerResult for () {
+    fn into_error(self) -> Option<String> {
+        None
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> HandlerResult for Result<(), E> {
+    fn into_error(self) -> Option<String> {
+        self.err().map(|error| error.to_string())
+    }
+}
+
+/// Called with the event name and the error of a handler that failed.
+pub(crate) type ErrorSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// What sibling registries share: listener ids, and where handler errors go.
+pub(crate) struct Registry {
+    next_id: AtomicU64,
+    on_error: Option<ErrorSink>,
+    error_log: crate::metrics::LogLimiter,
+}
+
+impl Registry {
+    pub(crate) fn new(on_error: Option<ErrorSink>) -> Arc<Self> {
+        Arc::new(Registry {
+            next_id: AtomicU64::new(0),
+            on_error,
+            error_log: crate::metrics::LogLimiter::new(),
+        })
+    }
+
+    fn report(&self, event: &str, error: &str) {
+        if let Some(on_error) = &self.on_error {
+            on_error(event, error);
+        }
+        if let Some(held_back) = self.error_log.allow() {
+            tracing::warn!(
+                event,
+                error,
+                held_back,
+                "an event handler returned an error"
+            );
+        }
+    }
+}
 
 /// Identifies one registered listener, for [`Off::Id`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -86,43 +153,51 @@ struct Slot<A> {
 /// one once at once, in registration order, and spawns the rest of those that must wait.
 pub struct Listeners<A> {
     slots: RwLock<HashMap<Arc<str>, Slot<A>>>,
-    next_id: Arc<AtomicU64>,
+    registry: Arc<Registry>,
 }
 
 impl<A: Clone + Send + 'static> Default for Listeners<A> {
     fn default() -> Self {
-        Listeners::new(Arc::default())
+        Listeners::new(Registry::new(None))
     }
 }
 
 impl<A: Clone + Send + 'static> Listeners<A> {
-    pub(crate) fn new(next_id: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
         Listeners {
             slots: RwLock::new(HashMap::new()),
-            next_id,
+            registry,
         }
     }
 
     /// An empty registry whose [`ListenerId`]s never collide with `self`'s, for several
     /// registries behind one API.
     pub fn sibling<B: Clone + Send + 'static>(&self) -> Listeners<B> {
-        Listeners::new(self.next_id.clone())
+        Listeners::new(self.registry.clone())
     }
 
-    /// Registers `handler` for `event`.
-    pub fn add<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    /// Registers `handler` for `event`. A handler returns `()` or a `Result` (see
+    /// [`HandlerResult`]).
+    pub fn add<F, Fut, R>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
     where
         F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
-        let id = ListenerId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = ListenerId(self.registry.next_id.fetch_add(1, Ordering::Relaxed));
         // The handler is called inside the future, so a listener's synchronous part runs when
         // its future is first polled: listeners run in registration order, each after the
         // previous one's first poll.
         let handler = Arc::new(handler);
+        let registry = self.registry.clone();
+        let name: Arc<str> = Arc::from(event);
         let handler: Handler<A> = Arc::new(move |arg| {
-            let handler = handler.clone();
-            Box::pin(async move { handler(arg).await })
+            let (handler, registry, name) = (handler.clone(), registry.clone(), name.clone());
+            Box::pin(async move {
+                if let Some(error) = handler(arg).await.into_error() {
+                    registry.report(&name, &error);
+                }
+            })
         });
         let mut slots = self.slots.write();
         let slot = slots.entry(Arc::from(event)).or_insert_with(|| Slot {
@@ -266,7 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn on_once_off_and_tags() {
-        let l = Listeners::<u32>::new(Arc::default());
+        let l = Listeners::<u32>::default();
         let (id_a, a) = counter(&l, "e", Listen::new());
         let (_, once) = counter(&l, "e", Listen::new().once());
         let (_, tagged) = counter(&l, "e", Listen::new().tag("t"));
@@ -283,9 +358,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_handler_error_is_reported_with_its_event() {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let l = Listeners::<u32>::new(Registry::new(Some(Arc::new(
+            move |event: &str, error: &str| {
+                sink.lock().push(format!("{event}: {error}"));
+            },
+        ))));
+        l.add("e", Listen::new(), |n| async move {
+            if n > 1 {
+                Err(format!("{n} is too many"))
+            } else {
+                Ok(())
+            }
+        });
+        drive_all(l.start("e", 1));
+        drive_all(l.start("e", 2));
+        assert_eq!(*seen.lock(), ["e: 2 is too many"]);
+    }
+
+    #[tokio::test]
     async fn a_panicking_handler_is_contained() {
-        let l = Listeners::<u32>::new(Arc::default());
-        l.add("e", Listen::new(), |_| async { panic!("boom") });
+        let l = Listeners::<u32>::default();
+        l.add::<_, _, ()>("e", Listen::new(), |_| async { panic!("boom") });
         drive_all(l.start("e", 1));
     }
 }

@@ -83,6 +83,9 @@ counters! {
     /// Client requests dropped because their connection had `max_pending_requests` requests
     /// waiting for a reply.
     limit_pending_requests,
+    /// Event handlers that returned an error (each logged with its event, at most one line a
+    /// second).
+    handler_errors,
     /// Announcements showing that another live node uses this node's server name, or that
     /// two live nodes share one (each is logged as an error).
     duplicate_server_names,

@@ -22,7 +22,9 @@ use crate::events::{
 };
 use crate::frame::{self, Incoming, Payload};
 use crate::limits::{ConnectionLimits, InFlight};
-use crate::listeners::{drive_all, poll_once, BoxFuture, Listen, ListenerId, Listeners, Off};
+use crate::listeners::{
+    drive_all, poll_once, BoxFuture, HandlerResult, Listen, ListenerId, Listeners, Off, Registry,
+};
 use crate::membership::Membership;
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{DuplicateBind, NodeBuilder, NodeOptions};
@@ -37,7 +39,7 @@ pub const BACKGROUND_EVENT: &str = "$background";
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
-/// use crosswire_core::{system, Node};
+/// use crosswire_core::{close_codes, system, Error, Node};
 ///
 /// let node = Node::builder().build().await?;
 /// let n = node.clone();
@@ -45,13 +47,14 @@ pub const BACKGROUND_EVENT: &str = "$background";
 ///     let n = n.clone();
 ///     async move {
 ///         match socket.request().param("id").map(str::to_owned) {
-///             Some(id) => { let _ = n.bind(&socket, &id); }
-///             None => socket.close(4011, "Auth failure"),
+///             Some(id) => n.bind(&socket, &id)?,
+///             None => socket.close(close_codes::AUTH_FAILED, "Auth failure"),
 ///         }
+///         Ok::<_, Error>(())
 ///     }
 /// });
 /// node.on("say", |ev| async move {
-///     let _ = ev.reply(&serde_json::json!({"msg": "hello"}));
+///     ev.reply(&serde_json::json!({"msg": "hello"}))
 /// });
 /// # Ok(()) }
 /// ```
@@ -143,35 +146,46 @@ impl NodeBuilder {
             })?),
             None => None,
         };
-        let ids = Arc::new(AtomicU64::new(0));
-        let inner = Arc::new(NodeInner {
-            compression: Compression {
-                enabled: options.compression,
-                threshold: options.compression_threshold,
-            },
-            heartbeat_frame: Bytes::from(options.heartbeat.clone().into_bytes()),
-            subscriptions: self.broker.clone().map(Subscriptions::new),
-            broker: self.broker,
-            names,
-            connections: RwLock::new(HashMap::new()),
-            state: RwLock::new(State::default()),
-            custom_channels: RwLock::new(options.custom_channels.iter().cloned().collect()),
-            client_listeners: Listeners::new(ids.clone()),
-            cross_listeners: Listeners::new(ids.clone()),
-            system: SystemListeners::new(&ids),
-            custom_handler: RwLock::new(None),
-            pending: Arc::default(),
-            metrics: Metrics::default(),
-            publish_failure_log: LogLimiter::new(),
-            bad_signature_log: LogLimiter::new(),
-            bad_envelope_log: LogLimiter::new(),
-            next_conn: AtomicU64::new(1),
-            tasks: Mutex::new(Vec::new()),
-            shutting_down: AtomicBool::new(false),
-            no_connections: tokio::sync::Notify::new(),
-            membership: Membership::new(options.announce_interval, options.missed_announcements),
-            directory: Directory::new(),
-            options,
+        let inner = Arc::new_cyclic(|weak: &Weak<NodeInner>| {
+            let weak = weak.clone();
+            // Handler errors are logged by the listeners and counted here.
+            let ids = Registry::new(Some(Arc::new(move |_event: &str, _error: &str| {
+                if let Some(node) = weak.upgrade() {
+                    Metrics::add(&node.metrics.handler_errors);
+                }
+            })));
+            NodeInner {
+                compression: Compression {
+                    enabled: options.compression,
+                    threshold: options.compression_threshold,
+                },
+                heartbeat_frame: Bytes::from(options.heartbeat.clone().into_bytes()),
+                subscriptions: self.broker.clone().map(Subscriptions::new),
+                broker: self.broker,
+                names,
+                connections: RwLock::new(HashMap::new()),
+                state: RwLock::new(State::default()),
+                custom_channels: RwLock::new(options.custom_channels.iter().cloned().collect()),
+                client_listeners: Listeners::new(ids.clone()),
+                cross_listeners: Listeners::new(ids.clone()),
+                system: SystemListeners::new(&ids),
+                custom_handler: RwLock::new(None),
+                pending: Arc::default(),
+                metrics: Metrics::default(),
+                publish_failure_log: LogLimiter::new(),
+                bad_signature_log: LogLimiter::new(),
+                bad_envelope_log: LogLimiter::new(),
+                next_conn: AtomicU64::new(1),
+                tasks: Mutex::new(Vec::new()),
+                shutting_down: AtomicBool::new(false),
+                no_connections: tokio::sync::Notify::new(),
+                membership: Membership::new(
+                    options.announce_interval,
+                    options.missed_announcements,
+                ),
+                directory: Directory::new(),
+                options,
+            }
         });
         let node = Node { inner };
         if let Some(inbound) = inbound {
@@ -283,10 +297,11 @@ impl Node {
     // ----- listeners -------------------------------------------------------------------------
 
     /// Handles client event `event` with an async handler; returns its id for [`Node::off`].
-    pub fn on<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    pub fn on<F, Fut, R>(&self, event: &str, handler: F) -> ListenerId
     where
         F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner
             .client_listeners
@@ -294,10 +309,11 @@ impl Node {
     }
 
     /// Handles client event `event` once.
-    pub fn once<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    pub fn once<F, Fut, R>(&self, event: &str, handler: F) -> ListenerId
     where
         F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner
             .client_listeners
@@ -305,10 +321,11 @@ impl Node {
     }
 
     /// Handles client event `event`, tagged and/or one-shot as `listen` says.
-    pub fn on_with<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    pub fn on_with<F, Fut, R>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
     where
         F: Fn(ClientEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner.client_listeners.add(event, listen, handler)
     }
@@ -319,10 +336,11 @@ impl Node {
     }
 
     /// Handles cross-server event `event`.
-    pub fn on_cross<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    pub fn on_cross<F, Fut, R>(&self, event: &str, handler: F) -> ListenerId
     where
         F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner
             .cross_listeners
@@ -330,10 +348,11 @@ impl Node {
     }
 
     /// Handles cross-server event `event` once.
-    pub fn once_cross<F, Fut>(&self, event: &str, handler: F) -> ListenerId
+    pub fn once_cross<F, Fut, R>(&self, event: &str, handler: F) -> ListenerId
     where
         F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner
             .cross_listeners
@@ -341,10 +360,11 @@ impl Node {
     }
 
     /// Handles cross-server event `event`, tagged and/or one-shot as `listen` says.
-    pub fn on_cross_with<F, Fut>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
+    pub fn on_cross_with<F, Fut, R>(&self, event: &str, listen: Listen, handler: F) -> ListenerId
     where
         F: Fn(CrossEvent) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner.cross_listeners.add(event, listen, handler)
     }
@@ -355,21 +375,23 @@ impl Node {
     }
 
     /// Handles a system event ([`system`] lists them).
-    pub fn on_system<E, F, Fut>(&self, kind: E, handler: F) -> ListenerId
+    pub fn on_system<E, F, Fut, R>(&self, kind: E, handler: F) -> ListenerId
     where
         E: SystemEvent,
         F: Fn(E::Args) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.on_system_with(kind, Listen::new(), handler)
     }
 
     /// Handles a system event, tagged and/or one-shot as `listen` says.
-    pub fn on_system_with<E, F, Fut>(&self, _kind: E, listen: Listen, handler: F) -> ListenerId
+    pub fn on_system_with<E, F, Fut, R>(&self, _kind: E, listen: Listen, handler: F) -> ListenerId
     where
         E: SystemEvent,
         F: Fn(E::Args) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: HandlerResult,
     {
         self.inner.system.of::<E>().add("", listen, handler)
     }
