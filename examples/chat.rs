@@ -26,10 +26,12 @@
 
 use std::convert::Infallible;
 use std::error::Error;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use clap::{Parser, ValueEnum};
 use crosswire::ws::{WsAcceptor, WsConfig};
 use crosswire::{close_codes, system, ClientEvent, Match, Node, RoomOptions};
 use http_body_util::{Either, Empty, Full};
@@ -51,67 +53,57 @@ const MAX_TEXT: usize = 500;
 /// Longest room name or nickname, in characters.
 const MAX_NAME: usize = 32;
 
+/// A chat page and its WebSocket on every node; users on different nodes chat through the
+/// cluster.
+#[derive(Parser)]
+#[command(name = "chat", args_override_self = true)]
 struct Args {
+    /// Nodes in this process (memory broker), on ports P, P+1, ...
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = at_least_one)]
     nodes: u16,
+    /// Port of the first node
+    #[arg(long, value_name = "P", default_value_t = 9000)]
     port: u16,
-    broker: String,
+    /// Broker connecting the nodes
+    #[arg(long, value_enum, default_value_t = Broker::Memory)]
+    broker: Broker,
+    /// This process's node (redis; default node-<port>)
+    #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// A Redis server (repeatable, for several independent servers; default
+    /// redis://127.0.0.1:6379)
+    #[arg(long = "redis", value_name = "URL")]
     redis: Vec<String>,
 }
 
-const USAGE: &str = "usage: chat [--nodes N (default 2)] [--port P (default 9000)]
-       [--broker memory|redis (default memory)]
-       [--name NAME (redis: this process's node)]
-       [--redis URL (repeatable, default redis://127.0.0.1:6379)]";
+/// The broker of `--broker`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// Every node in this process, on the in-memory broker
+    Memory,
+    /// One node in this process on Redis (needs `--features redis`)
+    Redis,
+}
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        nodes: 2,
-        port: 9000,
-        broker: "memory".into(),
-        name: None,
-        redis: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--nodes" => args.nodes = value()?.parse().map_err(|e| format!("--nodes: {e}"))?,
-            "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
-            "--broker" => args.broker = value()?,
-            "--name" => args.name = Some(value()?),
-            "--redis" => args.redis.push(value()?),
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}; try --help")),
-        }
+/// Parses a node count, at least 1.
+fn at_least_one(value: &str) -> Result<u16, String> {
+    match value.parse() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}")),
     }
-    if args.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
-    }
-    if !matches!(args.broker.as_str(), "memory" | "redis") {
-        return Err(format!(
-            "--broker must be memory or redis, not {}",
-            args.broker
-        ));
-    }
-    Ok(args)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
-    let nodes = if args.broker == "redis" {
+    let nodes = if args.broker == Broker::Redis {
         vec![(redis_node(&args).await?, args.port)]
     } else {
         let hub = crosswire::memory::MemoryHub::new();

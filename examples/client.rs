@@ -15,47 +15,36 @@
 use std::io::Write;
 use std::time::Duration;
 
+use clap::Parser;
 use crosswire::client::{system, Connector};
 use serde_json::{json, Value};
 
+/// A command-line client: connects, joins rooms, sends a request, and prints every event as
+/// one JSON line on stdout.
+#[derive(Parser)]
+#[command(name = "client", args_override_self = true)]
 struct Args {
+    /// The server's WebSocket URL
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:9000")]
     url: String,
+    /// The socket id (sent as `?id=`)
+    #[arg(long, value_name = "ID")]
     id: Option<String>,
+    /// A room to join on every open (repeatable)
+    #[arg(long = "join", value_name = "ROOM")]
     join: Vec<String>,
+    /// Text of a `say` request sent on every open, after joining
+    #[arg(long, value_name = "TEXT")]
     say: Option<String>,
+    /// Close and exit after this many seconds (default: run until Ctrl-C or a final close)
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
     duration: Option<Duration>,
 }
 
-const USAGE: &str = "usage: client [--url ws://127.0.0.1:9000] [--id ID] [--join ROOM]... \
-                     [--say TEXT] [--duration SECONDS]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        url: "ws://127.0.0.1:9000".into(),
-        id: None,
-        join: Vec::new(),
-        say: None,
-        duration: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => args.url = value()?,
-            "--id" => args.id = Some(value()?),
-            "--join" => args.join.push(value()?),
-            "--say" => args.say = Some(value()?),
-            "--duration" => {
-                let seconds: f64 = value()?.parse().map_err(|e| format!("--duration: {e}"))?;
-                args.duration = Some(
-                    Duration::try_from_secs_f64(seconds).map_err(|e| format!("--duration: {e}"))?,
-                );
-            }
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    Ok(args)
+/// Parses a duration in (fractional) seconds.
+fn seconds(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{e}"))
 }
 
 /// Prints one JSON line and flushes, so a reading script sees it at once.
@@ -67,13 +56,7 @@ fn print(line: Value) {
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
+    let args = Args::parse();
     let mut builder = Connector::builder(&args.url);
     if let Some(id) = &args.id {
         builder = builder.param("id", id);

@@ -29,105 +29,94 @@
 //! nodes that come and go quickly.
 
 use std::error::Error;
+use std::io::IsTerminal;
+use std::str::FromStr;
 use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
 
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
 use crosswire::{system, Node, NodeBuilder};
 
+/// Several crosswire nodes serving the demo event set: in one process on the in-memory broker,
+/// or one node per process on Redis or NATS.
+#[derive(Parser)]
+#[command(name = "cluster", args_override_self = true)]
 struct Args {
+    /// Nodes in this process (memory broker), on ports P, P+1, ...
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = at_least_one::<u16>)]
     nodes: u16,
+    /// Port of the first node
+    #[arg(long, value_name = "P", default_value_t = 9000)]
     port: u16,
-    broker: String,
+    /// Broker connecting the nodes
+    #[arg(long, value_enum, default_value_t = Broker::Memory)]
+    broker: Broker,
+    /// This process's node (redis, nats; default node-<port>)
+    #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// A Redis server (repeatable, for several independent servers; default
+    /// redis://127.0.0.1:6379)
+    #[arg(long = "redis", value_name = "URL")]
     redis: Vec<String>,
+    /// A server of the NATS cluster (repeatable; default nats://127.0.0.1:4222)
+    #[arg(long = "nats", value_name = "URL")]
     nats: Vec<String>,
-    announce: Option<Duration>,
+    /// Announce interval of every node, in ms (default 5000); a crashed node is forgotten
+    /// after 3 missed announcements
+    #[arg(long = "announce-ms", value_name = "N", value_parser = at_least_one::<u64>)]
+    announce_ms: Option<u64>,
+}
+
+/// The broker of `--broker`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// Every node in this process, on the in-memory broker
+    Memory,
+    /// One node in this process on Redis (needs `--features redis`)
+    Redis,
+    /// One node in this process on NATS (needs `--features nats`)
+    Nats,
+}
+
+/// Parses a number that must be at least 1.
+fn at_least_one<T: FromStr + PartialOrd + From<u8>>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let n: T = value.parse().map_err(|e| format!("{e}"))?;
+    if n < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
 }
 
 impl Args {
     /// A node builder with the options every node of this example shares.
     fn node_builder(&self) -> NodeBuilder {
         let builder = Node::builder();
-        match self.announce {
-            Some(interval) => builder.announce_interval(interval),
+        match self.announce_ms {
+            Some(ms) => builder.announce_interval(Duration::from_millis(ms)),
             None => builder,
         }
     }
 }
 
-const USAGE: &str = "usage: cluster [--nodes N (default 3)] [--port P (default 9000)]
-       [--broker memory|redis|nats (default memory)]
-       [--name NAME (redis, nats: this process's node)]
-       [--redis URL (repeatable, default redis://127.0.0.1:6379)]
-       [--nats URL (repeatable, default nats://127.0.0.1:4222)]
-       [--announce-ms N (announce interval of every node in ms, default 5000)]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        nodes: 3,
-        port: 9000,
-        broker: "memory".into(),
-        name: None,
-        redis: Vec::new(),
-        nats: Vec::new(),
-        announce: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--nodes" => args.nodes = value()?.parse().map_err(|e| format!("--nodes: {e}"))?,
-            "--port" => args.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
-            "--broker" => args.broker = value()?,
-            "--name" => args.name = Some(value()?),
-            "--redis" => args.redis.push(value()?),
-            "--nats" => args.nats.push(value()?),
-            "--announce-ms" => {
-                let ms: u64 = value()?
-                    .parse()
-                    .map_err(|e| format!("--announce-ms: {e}"))?;
-                if ms == 0 {
-                    return Err("--announce-ms must be at least 1".into());
-                }
-                args.announce = Some(Duration::from_millis(ms));
-            }
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}; try --help")),
-        }
-    }
-    if args.nodes == 0 {
-        return Err("--nodes must be at least 1".into());
-    }
-    if !matches!(args.broker.as_str(), "memory" | "redis" | "nats") {
-        return Err(format!(
-            "--broker must be memory, redis or nats, not {}",
-            args.broker
-        ));
-    }
-    Ok(args)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
 
-    if args.broker == "redis" {
-        return run_on_redis(args).await;
-    }
-    if args.broker == "nats" {
-        return run_on_nats(args).await;
+    match args.broker {
+        Broker::Redis => return run_on_redis(args).await,
+        Broker::Nats => return run_on_nats(args).await,
+        Broker::Memory => {}
     }
     let hub = MemoryHub::new();
     let mut servers = Vec::new();

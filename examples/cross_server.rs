@@ -19,27 +19,56 @@
 //! `--nats URL` (repeatable: servers of one NATS cluster) defaults to `nats://127.0.0.1:4222`.
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::time::Duration;
 
+use clap::Parser;
 use crosswire::memory::MemoryHub;
 use crosswire::{CrossReply, Node};
 use serde_json::json;
 
+/// Cross-server events between nodes without WebSocket clients: five servers and one sender in
+/// one process on the in-memory broker, or one node per process on Redis or NATS.
+#[derive(Parser)]
+#[command(name = "cross_server", args_override_self = true)]
+struct Args {
+    /// On Redis: this process is one server, waiting for `say` and answering it
+    #[arg(long)]
+    redis_server: bool,
+    /// On Redis: this process emits `say` to every node and prints the replies
+    #[arg(long)]
+    redis_sender: bool,
+    /// On NATS: this process is one server, waiting for `say` and answering it
+    #[arg(long)]
+    nats_server: bool,
+    /// On NATS: this process emits `say` to every node and prints the replies
+    #[arg(long)]
+    nats_sender: bool,
+    /// This process's node (default serverA, or senderA for a sender)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// How many servers' replies the sender collects
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    expect: usize,
+    /// A Redis server (repeatable; default redis://127.0.0.1:6379)
+    #[arg(long = "redis", value_name = "URL")]
+    redis: Vec<String>,
+    /// A server of the NATS cluster (repeatable; default nats://127.0.0.1:4222)
+    #[arg(long = "nats", value_name = "URL")]
+    nats: Vec<String>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt().init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| a == "--redis-server" || a == "--redis-sender")
-    {
-        return redis_mode(&args).await;
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    if args.redis_server || args.redis_sender {
+        return redis_mode(args).await;
     }
-    if args
-        .iter()
-        .any(|a| a == "--nats-server" || a == "--nats-sender")
-    {
-        return nats_mode(&args).await;
+    if args.nats_server || args.nats_sender {
+        return nats_mode(args).await;
     }
     let hub = MemoryHub::new();
 
@@ -138,7 +167,7 @@ fn install_say(node: &Node) {
 }
 
 /// The command line of the one-node-per-process modes: the node's name, whether it is the
-/// sender, how many replies the sender waits for, and the broker URLs given with `url_flag`.
+/// sender, how many replies the sender waits for, and the broker URLs.
 #[cfg(any(feature = "redis", feature = "nats"))]
 struct ProcessArgs {
     name: String,
@@ -148,45 +177,26 @@ struct ProcessArgs {
 }
 
 #[cfg(any(feature = "redis", feature = "nats"))]
-fn process_args(
-    args: &[String],
-    sender_flag: &str,
-    url_flag: &str,
-) -> Result<ProcessArgs, Box<dyn Error>> {
-    let sender = args.iter().any(|a| a == sender_flag);
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let name = value("--name").unwrap_or_else(|| if sender { "senderA" } else { "serverA" }.into());
-    // How many servers' replies the sender waits for (`expectedResponses`; default 1).
-    let expect: usize = match value("--expect") {
-        Some(n) => n.parse().map_err(|e| format!("--expect: {e}"))?,
-        None => 1,
-    };
-    let urls: Vec<String> = args
-        .windows(2)
-        .filter(|w| w[0] == url_flag)
-        .map(|w| w[1].clone())
-        .collect();
-    println!("Using configured values - serverName: {name}");
-    Ok(ProcessArgs {
-        name,
-        sender,
-        expect,
-        urls,
-    })
+impl ProcessArgs {
+    fn new(name: Option<String>, sender: bool, expect: usize, urls: Vec<String>) -> ProcessArgs {
+        let name = name.unwrap_or_else(|| if sender { "senderA" } else { "serverA" }.into());
+        println!("Using configured values - serverName: {name}");
+        ProcessArgs {
+            name,
+            sender,
+            expect,
+            urls,
+        }
+    }
 }
 
 /// `--redis-server` waits for `say` and answers it; `--redis-sender` emits `say` to every
 /// node and prints the replies.
 #[cfg(feature = "redis")]
-async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
+async fn redis_mode(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
 
-    let mut p = process_args(args, "--redis-sender", "--redis")?;
+    let mut p = ProcessArgs::new(args.name, args.redis_sender, args.expect, args.redis);
     if p.urls.is_empty() {
         p.urls.push(DEFAULT_REDIS_URL.into());
     }
@@ -210,10 +220,10 @@ async fn redis_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
 /// `--nats-server` waits for `say` and answers it; `--nats-sender` emits `say` to every
 /// node and prints the replies.
 #[cfg(feature = "nats")]
-async fn nats_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
+async fn nats_mode(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::nats::NatsBroker;
 
-    let p = process_args(args, "--nats-sender", "--nats")?;
+    let p = ProcessArgs::new(args.name, args.nats_sender, args.expect, args.nats);
     let broker = p
         .urls
         .iter()
@@ -231,7 +241,7 @@ async fn nats_mode(args: &[String]) -> Result<(), Box<dyn Error>> {
 }
 
 #[cfg(not(feature = "nats"))]
-async fn nats_mode(_args: &[String]) -> Result<(), Box<dyn Error>> {
+async fn nats_mode(_args: Args) -> Result<(), Box<dyn Error>> {
     eprintln!("this example was built without NATS: run it with `--features nats`");
     std::process::exit(2);
 }
@@ -272,7 +282,7 @@ async fn say_mode(node: Node, p: &ProcessArgs) -> Result<(), Box<dyn Error>> {
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_mode(_args: &[String]) -> Result<(), Box<dyn Error>> {
+async fn redis_mode(_args: Args) -> Result<(), Box<dyn Error>> {
     eprintln!("this example was built without Redis: run it with `--features redis`");
     std::process::exit(2);
 }

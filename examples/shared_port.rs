@@ -58,7 +58,9 @@ async fn route(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt().init();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     let node = Node::builder().build().await?;
     crosswire::demo::install(&node);
     let acceptor = WsAcceptor::new(node, WsConfig::default());

@@ -7,19 +7,29 @@
 //! `roomSay` to the room.
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::time::Duration;
 
+use clap::Parser;
 use crosswire::ws::{WsConfig, WsServer};
 use crosswire::{close_codes, system, Node, RoomOptions};
 use serde_json::json;
 
+/// One WebSocket server, no broker.
+#[derive(Parser)]
+#[command(name = "single_server", args_override_self = true)]
+struct Args {
+    /// The port to listen on (127.0.0.1)
+    #[arg(long, value_name = "P", default_value_t = 9000)]
+    port: u16,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt().init();
-    let port: u16 = match std::env::args().skip_while(|a| a != "--port").nth(1) {
-        Some(port) => port.parse()?,
-        None => 9000,
-    };
+    let Args { port } = Args::parse();
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 
     let node = Node::builder().build().await?;
 

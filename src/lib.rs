@@ -51,6 +51,7 @@
 //! | `redis` | no | `redis::RedisBroker`: nodes in many processes over one or more Redis servers |
 //! | `redis-tls` | no | `rediss://` (TLS) Redis connections, rustls on `ring` |
 //! | `nats` | no | `nats::NatsBroker`: nodes in many processes over one NATS server or cluster |
+//! | `axum` | no | `axum::ws`: the WebSocket endpoint as one route of an axum 0.8 `Router` |
 
 #![doc(test(attr(deny(warnings))))]
 

@@ -101,8 +101,8 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subscriber};
 use async_trait::async_trait;
 use bytes::Bytes;
 use crosswire_core::{
-    inbound_channel, Broker, BrokerError, BrokerErrorKind, BrokerMessage, Inbound, InboundSender,
-    LogLimiter,
+    inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerMessage, Inbound,
+    InboundSender, LogLimiter,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -187,14 +187,12 @@ struct Link {
 
 /// The delay before reconnect try `attempt`, as async-nats 0.51's default
 /// (`connector::reconnect_delay_callback_default`, not public): none for the first try, then
-/// 2^(attempt - 1) ms, at most 4 s.
+/// 2^(attempt - 1) ms, at most 4 s, without jitter.
 fn reconnect_delay(attempt: usize) -> Duration {
-    if attempt <= 1 {
-        Duration::ZERO
-    } else {
-        let exp = u32::try_from(attempt - 1).unwrap_or(u32::MAX);
-        Duration::from_millis(2_u64.saturating_pow(exp)).min(Duration::from_secs(4))
-    }
+    Backoff::new(Duration::from_millis(2), Duration::from_secs(4))
+        .fast_attempts(1, Duration::ZERO)
+        .jitter(false)
+        .delay(u32::try_from(attempt).unwrap_or(u32::MAX))
 }
 
 impl Status {

@@ -23,7 +23,9 @@
 //! Each crosswire node keeps two connections to every Redis node: a **publisher** (a
 //! multiplexed connection for `PUBLISH` and `PING`) and a **subscriber** (pub/sub). Both
 //! reconnect on their own, with a delay doubling from 50 ms up to
-//! [`reconnect_max_delay`](RedisBrokerBuilder::reconnect_max_delay).
+//! [`reconnect_max_delay`](RedisBrokerBuilder::reconnect_max_delay), each drawn from the upper
+//! half of that ceiling ([`crosswire_core::Backoff`]) so that the nodes of a cluster don't all
+//! reconnect at once to a restarted Redis.
 //!
 //! - **Subscribing.** The broker keeps the set of channels its node needs (fixed channels,
 //!   room namespaces, custom channels: whatever the node subscribed). Every subscriber is
@@ -399,7 +401,8 @@ impl RedisBrokerBuilder {
         self
     }
 
-    /// Longest delay between reconnection attempts. Default: 1 s.
+    /// Longest delay between reconnection attempts (the ceiling of the doubling delay; with
+    /// jitter each delay is between half of it and all of it). Default: 1 s.
     pub fn reconnect_max_delay(mut self, delay: Duration) -> Self {
         self.settings.reconnect_max_delay = delay;
         self

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crosswire_core::{BrokerError, BrokerErrorKind};
+use crosswire_core::{Backoff, BrokerError, BrokerErrorKind};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RetryMethod, Value};
 use tokio::sync::{watch, Notify};
@@ -18,13 +18,21 @@ use crate::shared::Shared;
 /// First delay before reconnecting; doubles up to the configured maximum.
 pub(crate) const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
 
+/// The reconnection schedule of a publisher or subscriber connection: from
+/// [`RECONNECT_MIN_DELAY`], doubling up to `reconnect_max_delay`, each delay drawn from the
+/// upper half of that ceiling so that nodes dropped by a restarted Redis don't all come back
+/// at once.
+pub(crate) fn reconnect_backoff(shared: &Shared) -> Backoff {
+    Backoff::new(RECONNECT_MIN_DELAY, shared.settings.reconnect_max_delay)
+}
+
 /// Keeps the publisher connection of `instance` up until the broker is dropped.
 pub(crate) async fn run_publisher(
     shared: Arc<Shared>,
     instance: Arc<Instance>,
     mut stop: watch::Receiver<()>,
 ) {
-    let mut backoff = RECONNECT_MIN_DELAY;
+    let mut backoff = reconnect_backoff(&shared);
     loop {
         let lost = Arc::new(Notify::new());
         // Our own timeouts (`command_timeout`, `ping_timeout`) bound every command; redis-rs's
@@ -51,7 +59,7 @@ pub(crate) async fn run_publisher(
                 instance.record_answer();
                 let link = Link { conn, lost };
                 *instance.publisher.lock() = Some(link.clone());
-                backoff = RECONNECT_MIN_DELAY;
+                backoff.reset();
                 shared.set_health(
                     &instance,
                     ConnectionKind::Publisher,
@@ -90,10 +98,9 @@ pub(crate) async fn run_publisher(
             ),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(shared.settings.reconnect_max_delay);
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::health::{ConnectionKind, HealthCause, SubscriptionAction};
 use crate::instance::{Instance, Link};
-use crate::publisher::RECONNECT_MIN_DELAY;
+use crate::publisher::reconnect_backoff;
 use crate::shared::Shared;
 
 /// Keeps the subscriber connection of `instance` up and subscribed until the broker is
@@ -22,7 +22,7 @@ pub(crate) async fn run_subscriber(
     instance: Arc<Instance>,
     mut stop: watch::Receiver<()>,
 ) {
-    let mut backoff = RECONNECT_MIN_DELAY;
+    let mut backoff = reconnect_backoff(&shared);
     loop {
         let connect = tokio::time::timeout(
             shared.settings.connect_timeout,
@@ -44,7 +44,7 @@ pub(crate) async fn run_subscriber(
                     _ = stop.changed() => return,
                 };
                 if subscribed {
-                    backoff = RECONNECT_MIN_DELAY;
+                    backoff.reset();
                     let reason = loop {
                         tokio::select! {
                             _ = stop.changed() => return,
@@ -86,10 +86,9 @@ pub(crate) async fn run_subscriber(
             );
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(shared.settings.reconnect_max_delay);
     }
 }
 

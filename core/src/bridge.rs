@@ -30,7 +30,10 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+use crate::envelope::Body;
+use crate::events::CrossReplyTo;
 use crate::frame::Payload;
+use crate::metrics::Metrics;
 use crate::{Error, Node};
 
 /// Default time to wait for cross-server replies.
@@ -563,6 +566,74 @@ impl<'a> CrossEmit<'a> {
             }
         });
         Ok(id)
+    }
+}
+
+impl Node {
+    /// Runs a cross-server emit: published to the other nodes first, then this node's handlers run
+    /// (without the broker). A failed publish returns its error before any handler ran.
+    pub(crate) async fn dispatch_cross(
+        &self,
+        event: &str,
+        payload: Payload,
+        targets: &[String],
+        except_self: bool,
+        callback: Option<u64>,
+        route: Route,
+    ) -> Result<(), Error> {
+        if route.remote && self.inner().broker.is_some() {
+            let body = Body::CrossEvent {
+                event,
+                targets: targets.iter().map(String::as_str).collect(),
+                except_self,
+                callback,
+                payload: payload.as_bytes(),
+            };
+            let channel = self.inner().names.bridge.clone();
+            self.publish_envelope(&channel, body).await?;
+        }
+        if route.local {
+            let me: Arc<str> = Arc::from(self.server_name());
+            self.run_cross_handlers(me, event, payload, callback);
+        }
+        Ok(())
+    }
+
+    /// Delivers a cross-server reply (`None`: no handler here): straight into the pending map
+    /// when this node asked, otherwise through the bridge channel.
+    pub(crate) async fn send_cross_reply(
+        &self,
+        to: &CrossReplyTo,
+        payload: Option<Payload>,
+    ) -> Result<(), Error> {
+        if &*to.server == self.server_name() {
+            if !self
+                .pending()
+                .deliver(to.callback, self.server_name(), payload.as_ref())
+            {
+                Metrics::add(&self.inner().metrics.late_replies);
+            }
+            return Ok(());
+        }
+        let body = Body::CrossReply {
+            target: &to.server,
+            callback: to.callback,
+            payload: payload.as_ref().map(|p| &p.as_bytes()[..]),
+        };
+        let channel = self.inner().names.bridge.clone();
+        self.publish_envelope(&channel, body).await.map(|_| ())
+    }
+
+    /// Starts a cross-server emit of `event` with `payload`; configure targets, expected
+    /// replies and timeout on the returned [`CrossEmit`], then send it.
+    pub fn emit_cross<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> CrossEmit<'_> {
+        CrossEmit::new(self, event, payload)
+    }
+
+    /// Stops collecting replies for `id`; later replies are ignored. Returns whether it was
+    /// still pending.
+    pub fn cancel_cross_callback(&self, id: CallbackId) -> bool {
+        self.inner.pending.cancel(id.0)
     }
 }
 

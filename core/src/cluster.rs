@@ -25,7 +25,7 @@ use crate::bridge::{CrossEmit, DEFAULT_CROSS_TIMEOUT};
 use crate::events::CrossReplyTo;
 use crate::frame::Payload;
 use crate::listeners::drive;
-use crate::rooms::Match;
+use crate::room_index::Match;
 use crate::{CrossReply, Error, Node};
 
 /// A cluster-wide answer, and which nodes it covers.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::envelope::{self, Body, Envelope};
 use crate::frame::encode_push;
 use crate::metrics::Metrics;
-use crate::node::{Delivery, RoomOptions, State};
+use crate::node::State;
 use crate::{Error, Node, Socket};
 
 impl Node {
@@ -294,4 +294,46 @@ impl Node {
         })?;
         Ok(true)
     }
+}
+
+/// Options of [`Node::broadcast_to_room`].
+#[derive(Debug, Clone, Default)]
+pub struct RoomOptions {
+    pub(crate) exclude: Vec<String>,
+    pub(crate) local_only: bool,
+    pub(crate) destroy: bool,
+}
+
+impl RoomOptions {
+    /// Skips these socket ids. Default: none.
+    pub fn exclude<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.exclude = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Delivers to this node's members only. Default: `false`.
+    pub fn local_only(mut self) -> Self {
+        self.local_only = true;
+        self
+    }
+
+    /// Removes the room after delivering, on every node that has it. Default: `false`.
+    pub fn destroy(mut self) -> Self {
+        self.destroy = true;
+        self
+    }
+}
+
+/// What a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// Local connections the frame was queued on.
+    pub local: usize,
+    /// Whether it was also published for other nodes.
+    pub published: bool,
 }

@@ -23,7 +23,7 @@ use crate::envelope::Body;
 use crate::membership::millis;
 use crate::node::NodeInner;
 use crate::options::DuplicateBind;
-use crate::rooms::SocketId;
+use crate::room_index::SocketId;
 use crate::{close_codes, Node};
 
 /// Most binding changes in one announcement.

@@ -3,15 +3,16 @@
 
 use std::sync::{Arc, Weak};
 
-use crate::bridge::{Route, INTERNAL_EVENT_PREFIX};
+use crate::bridge::INTERNAL_EVENT_PREFIX;
 use crate::broker::{BrokerMessage, Inbound};
+use crate::custom_channels::CustomMessage;
 use crate::envelope::{self, Body};
 use crate::events::{CrossEvent, CrossReplyTo};
 use crate::frame::Payload;
 use crate::listeners::{drive, drive_all};
 use crate::metrics::Metrics;
-use crate::node::{CustomMessage, NodeInner};
-use crate::{Error, Node};
+use crate::node::NodeInner;
+use crate::Node;
 
 /// Drains the broker's inbound queue until the node is dropped.
 pub(crate) async fn run(node: Weak<NodeInner>, mut inbound: Inbound) {
@@ -156,7 +157,7 @@ impl Node {
         Ok(())
     }
 
-    fn run_cross_handlers(
+    pub(crate) fn run_cross_handlers(
         &self,
         sender: Arc<str>,
         event: &str,
@@ -187,59 +188,5 @@ impl Node {
             }
         }
         drive_all(handlers);
-    }
-
-    /// Runs a cross-server emit: published to the other nodes first, then this node's handlers run
-    /// (without the broker). A failed publish returns its error before any handler ran.
-    pub(crate) async fn dispatch_cross(
-        &self,
-        event: &str,
-        payload: Payload,
-        targets: &[String],
-        except_self: bool,
-        callback: Option<u64>,
-        route: Route,
-    ) -> Result<(), Error> {
-        if route.remote && self.inner().broker.is_some() {
-            let body = Body::CrossEvent {
-                event,
-                targets: targets.iter().map(String::as_str).collect(),
-                except_self,
-                callback,
-                payload: payload.as_bytes(),
-            };
-            let channel = self.inner().names.bridge.clone();
-            self.publish_envelope(&channel, body).await?;
-        }
-        if route.local {
-            let me: Arc<str> = Arc::from(self.server_name());
-            self.run_cross_handlers(me, event, payload, callback);
-        }
-        Ok(())
-    }
-
-    /// Delivers a cross-server reply (`None`: no handler here): straight into the pending map
-    /// when this node asked, otherwise through the bridge channel.
-    pub(crate) async fn send_cross_reply(
-        &self,
-        to: &CrossReplyTo,
-        payload: Option<Payload>,
-    ) -> Result<(), Error> {
-        if &*to.server == self.server_name() {
-            if !self
-                .pending()
-                .deliver(to.callback, self.server_name(), payload.as_ref())
-            {
-                Metrics::add(&self.inner().metrics.late_replies);
-            }
-            return Ok(());
-        }
-        let body = Body::CrossReply {
-            target: &to.server,
-            callback: to.callback,
-            payload: payload.as_ref().map(|p| &p.as_bytes()[..]),
-        };
-        let channel = self.inner().names.bridge.clone();
-        self.publish_envelope(&channel, body).await.map(|_| ())
     }
 }

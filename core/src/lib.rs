@@ -34,11 +34,13 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backoff;
+mod binding;
 mod bridge;
 mod broker;
 mod channels;
 pub mod close_codes;
 mod cluster;
+mod custom_channels;
 mod delivery;
 mod directory;
 mod envelope;
@@ -50,12 +52,14 @@ pub mod frame;
 pub mod fuzzing;
 mod handoff;
 mod inbound;
+mod lifecycle;
 mod limits;
 mod listeners;
 mod membership;
 mod metrics;
 mod node;
 mod options;
+mod room_index;
 mod rooms;
 mod shutdown;
 mod signing;
@@ -71,6 +75,8 @@ pub use broker::{
 };
 pub use channels::{NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
 pub use cluster::{Answer, Cluster};
+pub use custom_channels::CustomMessage;
+pub use delivery::{Delivery, RoomOptions};
 pub use error::{BrokerError, BrokerErrorKind, Error, OptionsError};
 pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
@@ -86,13 +92,13 @@ pub use membership::{
     Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS, MAX_MEMBERS,
 };
 pub use metrics::{LogLimiter, Metrics, MetricsSnapshot};
-pub use node::{CustomMessage, Delivery, Node, RoomOptions, BACKGROUND_EVENT};
+pub use node::{Node, BACKGROUND_EVENT};
 pub use options::{
     DuplicateBind, NodeBuilder, NodeOptions, DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX,
     DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_SERVER_PING_INTERVAL,
     DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
 };
-pub use rooms::Match;
+pub use room_index::Match;
 pub use shutdown::ShutdownReport;
 pub use socket::Socket;
 pub use transport::{ParseOptions, RequestInfo, SendError, Transport};

@@ -20,6 +20,8 @@ use hyper::header::{CONNECTION, HOST, UPGRADE};
 use hyper::upgrade::Upgraded;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use nix::sys::socket::setsockopt;
+use nix::sys::socket::sockopt::IpBindAddressNoPort;
 use parking_lot::Mutex;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpSocket;
@@ -264,25 +266,8 @@ pub(crate) async fn connect(
 /// destination) instead of at `bind` (a search among every port bound on the source address,
 /// which costs the generator milliseconds per socket once thousands are bound).
 fn bind_address_no_port(socket: &TcpSocket) -> Result<(), String> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            std::ptr::from_ref(&on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "IP_BIND_ADDRESS_NO_PORT: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+    setsockopt(socket, IpBindAddressNoPort, &true)
+        .map_err(|e| format!("IP_BIND_ADDRESS_NO_PORT: {}", std::io::Error::from(e)))
 }
 
 /// Runs hyper's connection futures (the handshake) on tokio.

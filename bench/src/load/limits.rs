@@ -3,6 +3,8 @@
 
 use std::io;
 
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
 /// The soft and hard `RLIMIT_NOFILE` of this process.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileLimit {
@@ -15,26 +17,12 @@ pub(crate) struct FileLimit {
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limits now in force.
 /// Child processes (the servers under test) inherit them.
 pub(crate) fn raise_nofile() -> io::Result<FileLimit> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+    let (mut soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+        soft = hard;
     }
-    Ok(FileLimit {
-        soft: lim.rlim_cur,
-        hard: lim.rlim_max,
-    })
+    Ok(FileLimit { soft, hard })
 }
 
 /// File descriptors this process has open now.

@@ -18,7 +18,7 @@ mod soak;
 mod unicast;
 mod unicast_targeting;
 
-pub(crate) use options::Options;
+pub(crate) use options::{Cli, Options};
 
 use std::net::SocketAddr;
 

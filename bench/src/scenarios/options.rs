@@ -1,9 +1,402 @@
-//! The command-line options every scenario reads.
+//! The command line ([`Cli`]) and the options every scenario reads ([`Options`]).
 
+use std::str::FromStr;
 use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
 
 use crate::load::PoolConfig;
 use crate::servers::{Broker, ServerKind};
+
+/// Runs real WebSocket clients over loopback against a server in a child process: the bare
+/// fastwebsockets baseline first, then crosswire (fresh process each), with the same load.
+///
+/// One JSON line per step on stdout, tables on stderr; crosswire rows carry
+/// crosswire/baseline ratios of deliveries_per_cpu_s and p99_ms. See BENCHMARKS.md for the
+/// scenarios and figures. (`crosswire-bench serve --kind K ...` is the internal command
+/// that runs one server process under test.)
+#[derive(Debug, Parser)]
+#[command(
+    name = "crosswire-bench",
+    args_override_self = true,
+    after_help = "A step is `saturated` (generator-limited) when more than 1 % of its sends \
+                  left more than 10 ms behind schedule, or the generator used more than \
+                  --cpu-limit cores while sending."
+)]
+pub(crate) struct Cli {
+    /// The scenario to run
+    #[arg(value_enum, value_name = "SCENARIO")]
+    pub(crate) scenario: Scenario,
+
+    /// Servers to run
+    #[arg(long, value_enum, default_value_t = ServerChoice::Both)]
+    server: ServerChoice,
+    /// unicast, cross-node, cluster-fanout, unicast-targeting: brokers of crosswire's
+    /// cluster, redis and/or nats, run in that order in the same run
+    #[arg(long, value_name = "B,...", default_value = "redis")]
+    brokers: Brokers,
+    /// Sending window of each paced step, seconds
+    #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
+    duration: Duration,
+    /// Loss deadline after a step's last send, seconds
+    #[arg(long, value_name = "S", default_value = "3", value_parser = seconds)]
+    drain: Duration,
+    /// connect: connection counts
+    #[arg(long, value_name = "N,N,...", default_value = "10000")]
+    steps: List<usize>,
+    /// connect: hold with heartbeats before the second RSS reading, seconds
+    #[arg(long, value_name = "S", default_value = "30", value_parser = seconds)]
+    hold: Duration,
+    /// fanout and cluster-fanout clients
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    clients: usize,
+    /// fanout broadcast rates per second
+    #[arg(long, value_name = "R,...", default_value = "10,25,50,75,100")]
+    broadcast_rates: List<f64>,
+    /// fanout toRoom rates per second
+    #[arg(long, value_name = "R,...", default_value = "100,250,500,1000")]
+    room_rates: List<f64>,
+    /// fanout and cluster-fanout rooms
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    rooms: usize,
+    /// cluster-fanout broadcast rates per second
+    #[arg(long, value_name = "R,...", default_value = "10,50")]
+    cluster_broadcast_rates: List<f64>,
+    /// cluster-fanout toRoom rates per second
+    #[arg(long, value_name = "R,...", default_value = "100")]
+    cluster_room_rates: List<f64>,
+    /// rpc clients
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    rpc_clients: usize,
+    /// rpc open-loop rates per second
+    #[arg(long, value_name = "R,...", default_value = "5000,10000,20000")]
+    rpc_rates: List<f64>,
+    /// unicast clients, spread over 3 crosswire nodes
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    unicast_clients: usize,
+    /// unicast toPlayer rates per second
+    #[arg(
+        long,
+        value_name = "R,...",
+        default_value = "10000,20000,30000,40000,60000"
+    )]
+    unicast_rates: List<f64>,
+    /// unicast-targeting: cluster sizes
+    #[arg(long, value_name = "N,...", default_value = "3,5")]
+    targeting_nodes: List<usize>,
+    /// unicast-targeting: clients per cluster, spread over its nodes
+    #[arg(long, value_name = "N", default_value_t = 600)]
+    targeting_clients: usize,
+    /// unicast-targeting: toPlayer/s of the paced step
+    #[arg(long, value_name = "R", default_value_t = 2_000.0)]
+    targeting_rate: f64,
+    /// unicast-targeting: sending window of each paced step, seconds
+    #[arg(long, value_name = "S", default_value = "2", value_parser = seconds)]
+    targeting_duration: Duration,
+    /// unicast-targeting: toPlayer of each burst, sent at once
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    targeting_burst: u64,
+    /// cross-node probe rate per second, each probe --duration long
+    #[arg(long, value_name = "R", default_value_t = 1_000.0)]
+    probe_rate: f64,
+    /// slow-consumer reading clients
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    slow_clients: usize,
+    /// slow-consumer broadcast rate per second
+    #[arg(long, value_name = "R", default_value_t = 50.0)]
+    slow_rate: f64,
+    /// slow-consumer: sending window of the step with the slow client, seconds
+    #[arg(long, value_name = "S", default_value = "40", value_parser = seconds)]
+    slow_duration: Duration,
+    /// slow-consumer: SO_RCVBUF of the slow client, bytes
+    #[arg(long, value_name = "B", default_value_t = 4096)]
+    slow_rcvbuf: u32,
+    /// SO_SNDBUF of the servers' connections, bytes; 0 = kernel default
+    #[arg(long, value_name = "B", default_value_t = 0)]
+    server_sndbuf: u32,
+    /// flood: clients receiving the measured broadcast
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    flood_clients: usize,
+    /// flood: their broadcasts per second
+    #[arg(long, value_name = "R", default_value_t = 10.0)]
+    flood_rate: f64,
+    /// flood: messages the flooding client sends
+    #[arg(long, value_name = "N", default_value_t = 60_000)]
+    flood_messages: u64,
+    /// flood: size of each flood message, bytes
+    #[arg(long, value_name = "B", default_value_t = 2_048)]
+    flood_bytes: usize,
+    /// flood: bytes per second the flooding client reads
+    #[arg(long, value_name = "B", default_value_t = 5_000_000)]
+    flood_read_rate: u64,
+    /// flood: the server's stall timeout, seconds; 0 = crosswire's 30 s
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    flood_stall_timeout: f64,
+    /// flood: the server's messages/s per connection, 0 = none, `default` = crosswire's
+    #[arg(long, value_name = "N|default", default_value = "0")]
+    flood_rate_limit: RateLimit,
+    /// soak: connections held
+    #[arg(long, value_name = "N", default_value_t = 15_000)]
+    soak_clients: usize,
+    /// soak: seconds of broadcast and churn
+    #[arg(long, value_name = "S", default_value = "300", value_parser = seconds)]
+    soak_duration: Duration,
+    /// soak: connections closed and reconnected per second
+    #[arg(long, value_name = "R", default_value_t = 25.0)]
+    churn_rate: f64,
+    /// soak: share of those closing cleanly, the rest drop TCP
+    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    churn_clean: f64,
+    /// soak: broadcasts per second to everyone
+    #[arg(long, value_name = "R", default_value_t = 5.0)]
+    soak_rate: f64,
+    /// soak: size of each broadcast's msg, bytes; the push is 57 B more
+    #[arg(long, value_name = "B", default_value_t = 143)]
+    soak_bytes: usize,
+    /// soak: the server's protocol ping interval, seconds
+    #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
+    soak_ping: Duration,
+    /// Connections per source address 127.0.0.x
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    per_addr: usize,
+    /// Handshakes in flight
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    concurrency: usize,
+    /// Client heartbeat period, seconds; 0 = off
+    #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
+    heartbeat: Duration,
+    /// Server worker threads, 0 = one per core
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    server_threads: usize,
+    /// crosswire's messages/s per connection, 0 = none, `default` = crosswire's default
+    /// (1000/s throttled, which caps rpc's closed-loop step near 1000/s per client); every
+    /// scenario but flood
+    #[arg(long, value_name = "N|default", default_value = "default")]
+    server_rate_limit: RateLimit,
+    /// Generator worker threads, 0 = one per core
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(crate) gen_threads: usize,
+    /// Generator cores above which a step is marked saturated
+    #[arg(long, value_name = "F", default_value_t = 0.9)]
+    cpu_limit: f64,
+}
+
+/// The scenarios of the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scenario {
+    /// Connection counts of --steps: connect time, memory per connection after --hold
+    Connect,
+    /// broadcast and toRoom to --clients clients at --broadcast-rates and --room-rates
+    Fanout,
+    /// Request/reply: a closed-loop step, then open-loop at --rpc-rates
+    Rpc,
+    /// toPlayer: crosswire as 3 nodes on one redis-server (clients spread evenly), the
+    /// baseline as one node holding every client (a single-node reference, not a
+    /// like-for-like cluster); with --brokers redis,nats on each broker in turn (rows
+    /// `crosswire` on Redis, `crosswire-nats` on NATS)
+    Unicast,
+    /// crosswire only: the latency added over raw Redis pub/sub (over raw NATS pub/sub on
+    /// NATS, with --brokers redis,nats)
+    CrossNode,
+    /// crosswire only: broadcast and toRoom on 3 nodes on one broker, --clients spread
+    /// evenly, every message sent by a client of the first node (so 2/3 of each fan-out's
+    /// recipients are on the other nodes); with --brokers redis,nats on each broker in turn
+    ClusterFanout,
+    /// A client that never reads is added; reports when the server drops it
+    SlowConsumer,
+    /// crosswire only: flow control, a client that sends much faster than it reads, then one
+    /// that sends and never reads, against the latency of the other clients
+    Flood,
+    /// Every scenario above, in order
+    All,
+    /// crosswire only, not part of `all` (see scripts/soak.sh): holds many connections for a
+    /// long time with heartbeats, pings, churn and a steady broadcast, and checks for leaks
+    Soak,
+    /// crosswire only, not part of `all`, about a minute: compares targeted_unicast(false)
+    /// (before: every push to a socket id on the shared channel every node receives) with
+    /// (true) (after: to the owning node's inbox) in one run. Per cluster size of
+    /// --targeting-nodes, one cluster of each side by side, each on its own broker (Redis;
+    /// --brokers), clients spread evenly, every toPlayer sent by a client of node a to a
+    /// client of another node; the two are measured in turn, 4 visits each in ABBA order. A
+    /// paced step per visit gives the nodes that handled each unicast (their
+    /// unicast_envelopes / sent) and the nodes' and broker's CPU per 1000 unicasts; a burst
+    /// per visit gives pushes delivered per second (median); a summary prints the
+    /// after/before ratios
+    UnicastTargeting,
+}
+
+impl Scenario {
+    /// The name on the command line (`cross-node`, `all`, ...).
+    pub(crate) fn name(self) -> String {
+        self.to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// `--server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServerChoice {
+    /// crosswire only
+    Crosswire,
+    /// The bare fastwebsockets baseline only
+    Baseline,
+    /// The baseline, then crosswire
+    Both,
+}
+
+/// A comma-separated list (`10,25,50`; empty items are skipped).
+#[derive(Debug, Clone)]
+struct List<T>(Vec<T>);
+
+impl<T: FromStr> FromStr for List<T>
+where
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| item.parse().map_err(|e| format!("{item}: {e}")))
+            .collect::<Result<_, _>>()
+            .map(List)
+    }
+}
+
+/// `--brokers`: at least one of redis, nats, comma-separated.
+#[derive(Debug, Clone)]
+struct Brokers(Vec<Broker>);
+
+impl FromStr for Brokers {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let brokers = value
+            .split(',')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| Broker::parse(b).ok_or(format!("unknown broker {b}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if brokers.is_empty() {
+            return Err("needs at least one of redis, nats".into());
+        }
+        Ok(Brokers(brokers))
+    }
+}
+
+/// A per-connection message rate limit: a number (0 = none) or `default` (crosswire's).
+#[derive(Debug, Clone, Copy)]
+struct RateLimit(Option<u32>);
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        match value {
+            "default" => Ok(RateLimit(None)),
+            n => n
+                .parse()
+                .map(|n| RateLimit(Some(n)))
+                .map_err(|e| format!("{e}")),
+        }
+    }
+}
+
+/// Parses a duration in (fractional) seconds.
+fn seconds(value: &str) -> Result<Duration, String> {
+    let s: f64 = value.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(s).map_err(|e| format!("{e}"))
+}
+
+impl Cli {
+    /// The scenarios' options, or why the flags do not go together.
+    pub(crate) fn options(&self) -> Result<Options, String> {
+        if self.clients == 0
+            || self.rpc_clients == 0
+            || self.slow_clients == 0
+            || self.flood_clients == 0
+        {
+            return Err(
+                "--clients, --rpc-clients, --slow-clients and --flood-clients must be at least 1"
+                    .into(),
+            );
+        }
+        if self.soak_clients < 2 {
+            return Err("--soak-clients must be at least 2 (client 0 sends the broadcasts)".into());
+        }
+        if !(0.0..=1.0).contains(&self.churn_clean) {
+            return Err("--churn-clean must be between 0 and 1".into());
+        }
+        if self.unicast_clients < 3 {
+            return Err("--unicast-clients must be at least 3 (one per node)".into());
+        }
+        Ok(Options {
+            servers: match self.server {
+                ServerChoice::Both => vec![ServerKind::Baseline, ServerKind::Crosswire],
+                ServerChoice::Crosswire => vec![ServerKind::Crosswire],
+                ServerChoice::Baseline => vec![ServerKind::Baseline],
+            },
+            brokers: self.brokers.0.clone(),
+            duration: self.duration,
+            drain: self.drain,
+            connect_steps: self.steps.0.clone(),
+            hold: self.hold,
+            fanout_clients: self.clients,
+            broadcast_rates: self.broadcast_rates.0.clone(),
+            room_rates: self.room_rates.0.clone(),
+            rooms: self.rooms,
+            cluster_broadcast_rates: self.cluster_broadcast_rates.0.clone(),
+            cluster_room_rates: self.cluster_room_rates.0.clone(),
+            rpc_clients: self.rpc_clients,
+            rpc_rates: self.rpc_rates.0.clone(),
+            unicast_clients: self.unicast_clients,
+            unicast_rates: self.unicast_rates.0.clone(),
+            probe_rate: self.probe_rate,
+            slow_clients: self.slow_clients,
+            slow_rate: self.slow_rate,
+            slow_duration: self.slow_duration,
+            slow_rcvbuf: self.slow_rcvbuf,
+            pool: PoolConfig {
+                per_addr: self.per_addr,
+                concurrency: self.concurrency,
+                heartbeat: (!self.heartbeat.is_zero()).then_some(self.heartbeat),
+                ..PoolConfig::default()
+            },
+            server_sndbuf: self.server_sndbuf,
+            server_threads: self.server_threads,
+            server_rate_limit: self.server_rate_limit.0,
+            cpu_limit: self.cpu_limit,
+            soak: SoakOptions {
+                clients: self.soak_clients,
+                duration: self.soak_duration,
+                churn_rate: self.churn_rate,
+                churn_clean: self.churn_clean,
+                broadcast_rate: self.soak_rate,
+                message_bytes: self.soak_bytes,
+                ping: self.soak_ping,
+            },
+            flood: FloodOptions {
+                clients: self.flood_clients,
+                rate: self.flood_rate,
+                messages: self.flood_messages,
+                message_bytes: self.flood_bytes,
+                read_rate: self.flood_read_rate,
+                stall_timeout: self.flood_stall_timeout,
+                rate_limit: self.flood_rate_limit.0,
+            },
+            targeting: TargetingOptions {
+                nodes: self.targeting_nodes.0.clone(),
+                clients: self.targeting_clients,
+                rate: self.targeting_rate,
+                duration: self.targeting_duration,
+                burst: self.targeting_burst,
+            },
+        })
+    }
+}
 
 /// Scenario settings (see `crosswire-bench --help`).
 #[derive(Debug, Clone)]
@@ -90,18 +483,6 @@ pub(crate) struct TargetingOptions {
     pub(crate) burst: u64,
 }
 
-impl Default for TargetingOptions {
-    fn default() -> Self {
-        TargetingOptions {
-            nodes: vec![3, 5],
-            clients: 600,
-            rate: 2_000.0,
-            duration: Duration::from_secs(2),
-            burst: 20_000,
-        }
-    }
-}
-
 /// Settings of the `soak` scenario (one crosswire server, many connections held for a long
 /// time with heartbeats, pings, churn and a steady broadcast).
 #[derive(Debug, Clone)]
@@ -121,20 +502,6 @@ pub(crate) struct SoakOptions {
     pub(crate) message_bytes: usize,
     /// The server's protocol ping interval.
     pub(crate) ping: Duration,
-}
-
-impl Default for SoakOptions {
-    fn default() -> Self {
-        SoakOptions {
-            clients: 15_000,
-            duration: Duration::from_secs(300),
-            churn_rate: 25.0,
-            churn_clean: 0.5,
-            broadcast_rate: 5.0,
-            message_bytes: 143,
-            ping: Duration::from_secs(10),
-        }
-    }
 }
 
 /// Settings of the `flood` scenario (flow control: a client that sends faster than it reads,
@@ -158,52 +525,79 @@ pub(crate) struct FloodOptions {
     pub(crate) rate_limit: Option<u32>,
 }
 
-impl Default for FloodOptions {
-    fn default() -> Self {
-        FloodOptions {
-            clients: 2_000,
-            rate: 10.0,
-            messages: 60_000,
-            message_bytes: 2_048,
-            read_rate: 5_000_000,
-            stall_timeout: 10.0,
-            rate_limit: Some(0),
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            servers: vec![ServerKind::Baseline, ServerKind::Crosswire],
-            brokers: vec![Broker::Redis],
-            duration: Duration::from_secs(10),
-            drain: Duration::from_secs(3),
-            connect_steps: vec![10_000],
-            hold: Duration::from_secs(30),
-            fanout_clients: 2_000,
-            broadcast_rates: vec![10.0, 25.0, 50.0, 75.0, 100.0],
-            room_rates: vec![100.0, 250.0, 500.0, 1000.0],
-            rooms: 10,
-            cluster_broadcast_rates: vec![10.0, 50.0],
-            cluster_room_rates: vec![100.0],
-            rpc_clients: 100,
-            rpc_rates: vec![5_000.0, 10_000.0, 20_000.0],
-            unicast_clients: 2_000,
-            unicast_rates: vec![10_000.0, 20_000.0, 30_000.0, 40_000.0, 60_000.0],
-            probe_rate: 1_000.0,
-            slow_clients: 2_000,
-            slow_rate: 50.0,
-            slow_duration: Duration::from_secs(40),
-            slow_rcvbuf: 4096,
-            pool: PoolConfig::default(),
-            server_sndbuf: 0,
-            server_threads: 0,
-            server_rate_limit: None,
-            cpu_limit: 0.9,
-            soak: SoakOptions::default(),
-            flood: FloodOptions::default(),
-            targeting: TargetingOptions::default(),
-        }
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        Cli::try_parse_from(["crosswire-bench"].iter().chain(args))
+            .expect("flags parse")
+            .options()
+            .expect("flags go together")
+    }
+
+    #[test]
+    fn command_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let opts = options(&["all"]);
+        assert_eq!(
+            opts.servers,
+            vec![ServerKind::Baseline, ServerKind::Crosswire]
+        );
+        assert_eq!(opts.brokers, vec![Broker::Redis]);
+        assert_eq!(opts.duration, Duration::from_secs(10));
+        assert_eq!(opts.connect_steps, vec![10_000]);
+        assert_eq!(opts.broadcast_rates, vec![10.0, 25.0, 50.0, 75.0, 100.0]);
+        assert_eq!(opts.pool.heartbeat, Some(Duration::from_secs(10)));
+        assert_eq!(opts.pool.per_addr, PoolConfig::default().per_addr);
+        assert_eq!(opts.pool.concurrency, PoolConfig::default().concurrency);
+        assert_eq!(opts.server_rate_limit, None);
+        assert_eq!(opts.flood.rate_limit, Some(0));
+        assert_eq!(opts.soak.duration, Duration::from_secs(300));
+        assert_eq!(opts.targeting.nodes, vec![3, 5]);
+        assert_eq!(opts.cpu_limit, 0.9);
+    }
+
+    #[test]
+    fn flags() {
+        let opts = options(&[
+            "soak",
+            "--soak-duration",
+            "300",
+            "--soak-duration",
+            "1.5",
+            "--brokers",
+            " nats, redis,",
+            "--steps",
+            "10,20",
+            "--heartbeat",
+            "0",
+            "--server",
+            "crosswire",
+            "--server-rate-limit",
+            "7",
+            "--flood-rate-limit",
+            "default",
+        ]);
+        assert_eq!(opts.soak.duration, Duration::from_millis(1_500));
+        assert_eq!(opts.brokers, vec![Broker::Nats, Broker::Redis]);
+        assert_eq!(opts.connect_steps, vec![10, 20]);
+        assert_eq!(opts.pool.heartbeat, None);
+        assert_eq!(opts.servers, vec![ServerKind::Crosswire]);
+        assert_eq!(opts.server_rate_limit, Some(7));
+        assert_eq!(opts.flood.rate_limit, None);
+    }
+
+    #[test]
+    fn scenario_names() {
+        let cli = Cli::try_parse_from(["crosswire-bench", "unicast-targeting"]).expect("parses");
+        assert_eq!(cli.scenario.name(), "unicast-targeting");
+        assert!(Cli::try_parse_from(["crosswire-bench", "nope"]).is_err());
     }
 }

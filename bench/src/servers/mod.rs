@@ -390,6 +390,7 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use super::backoff::{jitter, Backoff};
+use super::backoff;
 use super::events::{CloseInfo, ConnectorEvent, Events, ReconnectInfo};
 use super::options::{ConnectorBuilder, ConnectorOptions};
 use super::request::{PendingReplies, Request, RequestError};
@@ -483,12 +483,7 @@ async fn retry(inner: &Inner, commands: &mut mpsc::UnboundedReceiver<Command>) -
     }
     let repeat = done + 1;
     inner.repeat.store(repeat, Ordering::Release);
-    let schedule = Backoff {
-        fast_threshold: inner.options.fast_reconnect_threshold,
-        fast_interval: inner.options.fast_reconnect_interval,
-        max_interval: inner.options.reconnect_max_interval,
-    };
-    let timeout = schedule.delay(repeat, jitter());
+    let timeout = backoff::schedule(&inner.options).delay(repeat);
     inner
         .events
         .fire(system::Reconnect, ReconnectInfo { repeat, timeout });

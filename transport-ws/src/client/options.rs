@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio_rustls::rustls::ClientConfig;
+use url::Url;
 
 use super::{Connector, ConnectorError};
 
@@ -241,81 +243,57 @@ impl ConnectorBuilder {
 
 /// Checks the scheme and host, and appends the custom parameters. Returns the URL and whether
 /// it is `wss://`.
+///
+/// The URL is parsed and normalised as browsers do (non-ASCII characters of the path and query
+/// as UTF-8 `%XX`, `/` for an empty path); each parameter is appended as `key=value`, both
+/// percent-encoded like JavaScript's `encodeURIComponent`.
 fn full_url(url: &str, params: &[(String, String)]) -> Result<(String, bool), ConnectorError> {
     let invalid = |why: &str| ConnectorError::InvalidUrl(format!("{url}: {why}"));
-    let uri: http::Uri = url.parse().map_err(|e| invalid(&format!("{e}")))?;
-    let secure = match uri.scheme_str() {
-        Some("ws") => false,
-        Some("wss") => true,
+    let parsed = Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+    let secure = match parsed.scheme() {
+        "ws" => false,
+        "wss" => true,
         _ => return Err(invalid("the scheme must be ws:// or wss://")),
     };
-    if uri.host().is_none_or(str::is_empty) {
+    // The WHATWG parser reads `ws:///path` as host `path` and `ws:h` as host `h`: require
+    // `//` and a host right after the scheme.
+    let authority = url.split_once("://").map(|(_, rest)| rest);
+    if parsed.host_str().is_none_or(str::is_empty)
+        || authority.is_none_or(|rest| rest.starts_with(['/', '\\', '?', '#']))
+    {
         return Err(invalid("no host"));
     }
-    if url.contains('#') {
+    if parsed.fragment().is_some() {
         return Err(invalid("a WebSocket URL has no fragment"));
     }
-    let mut full = url.to_owned();
-    if let Some(authority) = uri.authority() {
-        let path_at = full.find("://").map_or(0, |i| i + 3) + authority.as_str().len();
-        // Browsers send non-ASCII characters of the path and query as UTF-8 `%XX`; the HTTP
-        // request line must not carry them raw.
-        let mut rest = String::with_capacity(full.len() - path_at);
-        for byte in full[path_at..].bytes() {
-            if byte.is_ascii() {
-                rest.push(char::from(byte));
-            } else {
-                push_percent(byte, &mut rest);
-            }
+    let mut separator = match parsed.query() {
+        None => Some('?'),
+        Some("") => None,
+        Some(_) => Some('&'),
+    };
+    let mut full = String::from(parsed);
+    for (key, value) in params {
+        if let Some(separator) = separator.replace('&') {
+            full.push(separator);
         }
-        // `ws://host:9000?id=7` has an empty path; HTTP needs `/` (browsers add it too).
-        if !rest.starts_with('/') {
-            rest.insert(0, '/');
-        }
-        full.truncate(path_at);
-        full.push_str(&rest);
-    }
-    for (i, (key, value)) in params.iter().enumerate() {
-        match (i, uri.query()) {
-            (0, None) => full.push('?'),
-            (0, Some("")) if full.ends_with('?') => {}
-            _ => full.push('&'),
-        }
-        encode_component(key, &mut full);
+        full.extend(utf8_percent_encode(key, COMPONENT));
         full.push('=');
-        encode_component(value, &mut full);
+        full.extend(utf8_percent_encode(value, COMPONENT));
     }
     Ok((full, secure))
 }
 
-/// Percent-encodes like JavaScript's `encodeURIComponent`, which the JS connector uses.
-fn encode_component(text: &str, out: &mut String) {
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'_'
-            | b'.'
-            | b'!'
-            | b'~'
-            | b'*'
-            | b'\''
-            | b'('
-            | b')' => out.push(byte as char),
-            _ => push_percent(byte, out),
-        }
-    }
-}
-
-/// Appends `%XX` for `byte`.
-fn push_percent(byte: u8, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    out.push('%');
-    out.push(HEX[usize::from(byte >> 4)] as char);
-    out.push(HEX[usize::from(byte & 15)] as char);
-}
+/// What JavaScript's `encodeURIComponent` escapes: all but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
 
 #[cfg(test)]
 mod tests {
@@ -346,6 +324,31 @@ mod tests {
         assert_eq!(url, "ws://h/");
         let (url, _) = full_url("ws://h:9000?a=1", &p[..1]).unwrap();
         assert_eq!(url, "ws://h:9000/?a=1&id=7");
+    }
+
+    #[test]
+    fn encodes_tricky_param_values_and_keeps_existing_params() {
+        let p = params(&[
+            ("q", "a b&c=d"),
+            ("name", "é#1"),
+            ("k&=", "+%?/"),
+            ("empty", ""),
+        ]);
+        let (url, _) = full_url("wss://h:8443/ws?token=a%20b&x", &p).unwrap();
+        assert_eq!(
+            url,
+            "wss://h:8443/ws?token=a%20b&x&q=a%20b%26c%3Dd&name=%C3%A9%231\
+             &k%26%3D=%2B%25%3F%2F&empty="
+        );
+        let parsed = Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut expected = params(&[("token", "a b"), ("x", "")]);
+        expected.extend(p);
+        assert_eq!(pairs, expected);
+        assert_eq!(parsed.fragment(), None);
     }
 
     #[test]
