@@ -26,7 +26,7 @@ impl Node {
 
     /// Like [`Node::connect`], for a connection the application authenticated before the
     /// upgrade: it is bound to `socket_id` before the connection handlers run. If the bind is
-    /// refused (see [`DuplicateBind`]) the connection is closed with 4012.
+    /// refused (see [`DuplicateBind`](crate::DuplicateBind)) the connection is closed with 4012.
     pub async fn connect_bound(
         &self,
         request: RequestInfo,

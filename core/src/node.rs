@@ -359,7 +359,7 @@ impl Node {
         self.inner.cross_listeners.remove(event, which.into())
     }
 
-    /// Handles a system event ([`system`] lists them).
+    /// Handles a system event ([`system`](crate::system) lists them).
     pub fn on_system<E, F, Fut, R>(&self, kind: E, handler: F) -> ListenerId
     where
         E: SystemEvent,

@@ -18,7 +18,7 @@ impl Node {
     /// # Errors
     /// [`Error::NotBound`] if the id is not bound on this node; [`Error::InvalidName`] for an
     /// empty or reserved namespace or an empty room; [`Error::TooManyRooms`] if the id is
-    /// already in [`max_rooms_per_socket`](NodeBuilder::max_rooms_per_socket) rooms (and not
+    /// already in [`max_rooms_per_socket`](crate::NodeBuilder::max_rooms_per_socket) rooms (and not
     /// in this one); a broker error if the namespace channel
     /// could not be subscribed (the membership stands and local delivery works; the next join
     /// retries the subscription).
