@@ -56,7 +56,41 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[doc(inline)]
-pub use crosswire_core::*;
+pub use crosswire_core::{
+    close_codes, system, Answer, BrokerError, BrokerErrorKind, CallbackId, ClientEvent, CloseEvent,
+    Cluster, CrossEmit, CrossEvent, CrossReply, CrossResult, CustomMessage, Delivery,
+    DuplicateBind, Error, ErrorEvent, HandlerResult, Listen, ListenerId, Match, Member,
+    MessageEvent, MetricsSnapshot, Node, NodeBuilder, NodeOptions, Off, OptionsError, Payload,
+    ReplyHandle, ReplyStream, RequestInfo, RoomOptions, ShutdownReport, Socket, SystemEvent,
+    BACKGROUND_EVENT, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_AUTH_TIMEOUT,
+    DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX, DEFAULT_COMPRESSION_THRESHOLD,
+    DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_CROSS_TIMEOUT, DEFAULT_HEARTBEAT,
+    DEFAULT_MAX_EVENT_NAME_LEN, DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS,
+    DEFAULT_MAX_ROOMS_PER_SOCKET, DEFAULT_MISSED_ANNOUNCEMENTS, DEFAULT_SERVER_PING_INTERVAL,
+    DEFAULT_WS_PREFIX, MAX_MEMBERS, STANDALONE_SERVER_NAME,
+};
+
+/// For broker authors: the [`broker::Broker`] trait a broker implements, the inbound queue it
+/// fills, its errors, the channel names crosswire uses, and a reconnection [`broker::Backoff`].
+pub mod broker {
+    #[doc(inline)]
+    pub use crosswire_core::{
+        inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerMessage, Inbound,
+        InboundSender, INBOUND_CAPACITY, NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST,
+        WS_PRIVATE_SOCKET,
+    };
+}
+
+/// For transport authors: the [`transport::Transport`] a client transport gives the node for
+/// each connection, what it tells the node about the opening request, the counters it adds
+/// to, and the frame codec of the client protocol.
+pub mod transport {
+    #[doc(inline)]
+    pub use crosswire_core::{
+        frame, Backoff, Listeners, LogLimiter, Metrics, ParseOptions, RequestInfo, SendError,
+        Transport,
+    };
+}
 
 /// The WebSocket transport: [`ws::WsServer`], [`ws::WsAcceptor`], [`ws::WsConfig`].
 pub mod ws {

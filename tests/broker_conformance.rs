@@ -4,8 +4,8 @@ mod support;
 
 use std::sync::Arc;
 
+use crosswire::broker::Broker;
 use crosswire::memory::MemoryHub;
-use crosswire::Broker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory() {

@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use crosswire::broker::Broker;
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{Broker, MetricsSnapshot, Node, OptionsError};
+use crosswire::{MetricsSnapshot, Node, OptionsError};
 use serde_json::{json, Value};
 
 use support::client::TestClient;

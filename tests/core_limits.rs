@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use crosswire::broker::{Broker, Inbound};
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
 use crosswire::{
-    system, Broker, BrokerError, ClientEvent, CloseEvent, Error, Inbound, MetricsSnapshot, Node,
-    NodeBuilder, DEFAULT_MAX_EVENT_NAME_LEN, DEFAULT_MAX_PENDING_REQUESTS,
-    DEFAULT_MAX_ROOMS_PER_SOCKET,
+    system, BrokerError, ClientEvent, CloseEvent, Error, MetricsSnapshot, Node, NodeBuilder,
+    DEFAULT_MAX_EVENT_NAME_LEN, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_ROOMS_PER_SOCKET,
 };
 use serde_json::{json, Value};
 use support::client::{Received, TestClient};

@@ -433,8 +433,8 @@ async fn shutdown_flushes_closes_with_1001_fails_pending_collections_and_unsubsc
 #[derive(Debug, Default, Clone)]
 struct Recorded(Arc<std::sync::Mutex<Vec<u16>>>);
 
-impl crosswire::Transport for Recorded {
-    fn send(&self, _frame: bytes::Bytes) -> Result<(), crosswire::SendError> {
+impl crosswire::transport::Transport for Recorded {
+    fn send(&self, _frame: bytes::Bytes) -> Result<(), crosswire::transport::SendError> {
         Ok(())
     }
     fn ping(&self) {}

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crosswire::broker::Broker;
 use crosswire::nats::NatsBroker;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{Broker, Node, RoomOptions};
+use crosswire::{Node, RoomOptions};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 

@@ -349,7 +349,7 @@ async fn redis_down_at_startup_then_recovers() {
 }
 
 async fn publish_many(broker: &RedisBroker, n: usize) {
-    use crosswire::Broker;
+    use crosswire::broker::Broker;
     for i in 0..n {
         broker
             .publish("strategy-test", Bytes::from(i.to_string()))

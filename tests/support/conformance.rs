@@ -16,8 +16,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use crosswire::broker::{Broker, BrokerMessage, Inbound};
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{Broker, BrokerMessage, Inbound, Node};
+use crosswire::Node;
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 

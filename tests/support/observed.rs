@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use crosswire::{Broker, BrokerError, Inbound};
+use crosswire::broker::{Broker, BrokerError, Inbound};
 
 /// A broker that forwards everything to `inner` and keeps a log.
 pub struct ObservedBroker {
