@@ -51,6 +51,7 @@ impl Node {
             }
             replaced
         };
+        socket.span().record("socket_id", socket_id);
         if let Some(previous) = previous_id {
             self.announce_binding(previous, stamp, false);
         }

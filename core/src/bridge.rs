@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tracing::Instrument;
 
 use crate::envelope::Body;
 use crate::events::CrossReplyTo;
@@ -174,6 +175,7 @@ impl PendingReplies {
             rx,
             missing,
             pending: self.clone(),
+            span: tracing::Span::none(),
         }
     }
 
@@ -284,6 +286,8 @@ pub struct ReplyStream {
     rx: mpsc::UnboundedReceiver<CrossReply>,
     missing: Arc<Mutex<Vec<String>>>,
     pending: Arc<PendingReplies>,
+    /// The `cross` span of the emit, for gathering the replies in.
+    span: tracing::Span,
 }
 
 impl ReplyStream {
@@ -295,6 +299,20 @@ impl ReplyStream {
     /// The expected nodes that have not replied and no longer will, sorted: those that left
     /// the cluster, and, once the collection timed out or the node shut down, those still
     /// silent. Empty when the collection expects a count rather than nodes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::time::Duration;
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let emit = node.emit_cross("ping", &()).to(["a", "b"]); // there is no node "b"
+    /// let mut replies = emit.timeout(Duration::from_millis(50)).replies().await?;
+    /// while replies.recv().await.is_some() {}
+    /// assert_eq!(replies.missing(), ["b"]);
+    /// # Ok(()) }
+    /// ```
     pub fn missing(&self) -> Vec<String> {
         let mut missing = self.missing.lock().clone();
         missing.sort();
@@ -303,14 +321,39 @@ impl ReplyStream {
     }
 
     /// The next reply; `None` after the last reply, the timeout item, or a cancellation.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{CrossReply, Node};
+    ///
+    /// let node = Node::builder().server_name("a").build().await?; // no handler for "status"
+    /// let mut replies = node.emit_cross("status", &()).replies().await?;
+    /// let no_handler = CrossReply::NoHandler { server: "a".into(), remaining: 0 };
+    /// assert_eq!(replies.recv().await, Some(no_handler));
+    /// assert_eq!(replies.recv().await, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&mut self) -> Option<CrossReply> {
         self.rx.recv().await
     }
 
     /// Waits for every reply or the timeout and gathers them. A collection ended by the
     /// node's shutdown is gathered like a timeout (`success: false`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let replies = node.emit_cross("ping", &()).replies().await?;
+    /// let result = replies.collect().await;
+    /// assert_eq!(result.responses["a"], "pong");
+    /// # Ok(()) }
+    /// ```
     pub async fn collect(self) -> CrossResult {
-        self.gather().await.0
+        let span = self.span.clone();
+        self.gather().instrument(span).await.0
     }
 
     /// [`collect`](Self::collect), and whether the node's shutdown ended it.
@@ -419,6 +462,17 @@ impl<'a> CrossEmit<'a> {
     }
 
     /// Sends to these nodes only (by server name). Default: every node.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let result = node.emit_cross("ping", &()).to(["a"]).collect().await?;
+    /// assert_eq!(result.responses["a"], "pong");
+    /// # Ok(()) }
+    /// ```
     pub fn to<I, S>(mut self, servers: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -430,6 +484,19 @@ impl<'a> CrossEmit<'a> {
 
     /// When sending to every node, skip this one. Ignored with named targets.
     /// Default: `false`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::time::Duration;
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let emit = node.emit_cross("ping", &()).except_self(true);
+    /// let result = emit.timeout(Duration::from_millis(50)).collect().await?;
+    /// assert!(result.responses.is_empty()); // a standalone node: nobody else to answer
+    /// # Ok(()) }
+    /// ```
     pub fn except_self(mut self, except: bool) -> Self {
         self.except_self = except;
         self
@@ -444,12 +511,39 @@ impl<'a> CrossEmit<'a> {
     /// [`except_self`](Self::except_self)). A node that has no handler for the event says so
     /// and is not waited for; an expected node that leaves the cluster is not waited for
     /// either, and [`CrossResult::missing`] names it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let result = node.emit_cross("ping", &()).expect(1).collect().await?;
+    /// assert!(result.success);
+    /// assert_eq!(result.responses.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn expect(mut self, replies: usize) -> Self {
         self.expected = Some(replies.max(1));
         self
     }
 
     /// How long to wait for replies. Default: 5 s.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::time::Duration;
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let emit = node.emit_cross("ping", &()).to(["a", "b"]); // there is no node "b"
+    /// let result = emit.timeout(Duration::from_millis(50)).collect().await?;
+    /// assert!(!result.success);
+    /// assert_eq!(result.responses["a"], "pong");
+    /// assert_eq!(result.missing, ["b"]);
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -490,6 +584,24 @@ impl<'a> CrossEmit<'a> {
     }
 
     async fn dispatch(self, collect: bool) -> Result<Option<ReplyStream>, Error> {
+        let span = tracing::info_span!(
+            "cross",
+            node = %self.node.server_name(),
+            event = %self.event,
+            callback = tracing::field::Empty,
+            targets = %TargetList(&self.targets),
+        );
+        self.dispatch_in(collect, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    /// [`dispatch`](Self::dispatch), in the emit's `span`.
+    async fn dispatch_in(
+        self,
+        collect: bool,
+        span: &tracing::Span,
+    ) -> Result<Option<ReplyStream>, Error> {
         if self.event.is_empty() {
             return Err(Error::invalid("event name", "it is empty"));
         }
@@ -505,7 +617,11 @@ impl<'a> CrossEmit<'a> {
         let route = self.route();
         let expected = self.expected();
         let payload = self.payload?;
-        let stream = collect.then(|| self.node.pending().register(expected, self.timeout));
+        let mut stream = collect.then(|| self.node.pending().register(expected, self.timeout));
+        if let Some(stream) = stream.as_mut() {
+            span.record("callback", stream.id.0);
+            stream.span = span.clone();
+        }
         let callback = stream.as_ref().map(|s| s.id.0);
         self.node
             .dispatch_cross(
@@ -524,6 +640,21 @@ impl<'a> CrossEmit<'a> {
     ///
     /// # Errors
     /// An empty event name, an unserializable payload, or a failed broker publish.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().build().await?;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// node.on_cross("reload", move |ev| {
+    ///     let _ = tx.send(ev.value());
+    ///     async {}
+    /// });
+    /// node.emit_cross("reload", &"config.toml").send().await?;
+    /// assert_eq!(rx.recv().await, Some(serde_json::json!("config.toml")));
+    /// # Ok(()) }
+    /// ```
     pub async fn send(self) -> Result<(), Error> {
         self.dispatch(false).await.map(|_| ())
     }
@@ -532,6 +663,19 @@ impl<'a> CrossEmit<'a> {
     ///
     /// # Errors
     /// As [`send`](Self::send); on error nothing stays pending.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{CrossReply, Node};
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let mut replies = node.emit_cross("ping", &()).replies().await?;
+    /// let pong = CrossReply::Reply { server: "a".into(), data: "pong".into(), remaining: 0 };
+    /// assert_eq!(replies.recv().await, Some(pong));
+    /// assert_eq!(replies.recv().await, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn replies(self) -> Result<ReplyStream, Error> {
         self.dispatch(true).await?.ok_or(Error::NoReplyExpected)
     }
@@ -541,8 +685,24 @@ impl<'a> CrossEmit<'a> {
     /// # Errors
     /// As [`send`](Self::send), and [`Error::ShuttingDown`] when the node shuts down before
     /// the collection ends. A timeout is not an error: it is `success: false`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let result = node.emit_cross("ping", &()).collect().await?;
+    /// assert_eq!(result.responses["a"], "pong");
+    /// // A node without a handler for the event says so at once: it is not waited for.
+    /// let result = node.emit_cross("nobody-handles-this", &()).collect().await?;
+    /// assert!(result.success && result.responses.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn collect(self) -> Result<CrossResult, Error> {
-        match self.replies().await?.gather().await {
+        let stream = self.replies().await?;
+        let span = stream.span.clone();
+        match stream.gather().instrument(span).await {
             (_, true) => Err(Error::ShuttingDown),
             (result, false) => Ok(result),
         }
@@ -553,6 +713,23 @@ impl<'a> CrossEmit<'a> {
     ///
     /// # Errors
     /// As [`send`](Self::send).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{CrossReply, Node};
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let emit = node.emit_cross("ping", &());
+    /// emit.on_reply(move |reply| {
+    ///     let _ = tx.send(reply);
+    ///     async {}
+    /// })
+    /// .await?;
+    /// assert!(matches!(rx.recv().await, Some(CrossReply::Reply { remaining: 0, .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn on_reply<F, Fut>(self, mut callback: F) -> Result<CallbackId, Error>
     where
         F: FnMut(CrossReply) -> Fut + Send + 'static,
@@ -560,12 +737,32 @@ impl<'a> CrossEmit<'a> {
     {
         let mut stream = self.replies().await?;
         let id = stream.callback_id();
-        tokio::spawn(async move {
+        let span = stream.span.clone();
+        let replies = async move {
             while let Some(item) = stream.recv().await {
                 callback(item).await;
             }
-        });
+        };
+        tokio::spawn(replies.instrument(span));
         Ok(id)
+    }
+}
+
+/// The `targets` field of a `cross` span: the named nodes, or `*` for every node.
+struct TargetList<'a>(&'a [String]);
+
+impl std::fmt::Display for TargetList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("*");
+        }
+        for (i, target) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(target)?;
+        }
+        Ok(())
     }
 }
 
@@ -626,12 +823,36 @@ impl Node {
 
     /// Starts a cross-server emit of `event` with `payload`; configure targets, expected
     /// replies and timeout on the returned [`CrossEmit`], then send it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.on_cross("ping", |ev| async move { let _ = ev.reply(&"pong").await; });
+    /// let result = node.emit_cross("ping", &()).collect().await?;
+    /// assert!(result.success);
+    /// assert_eq!(result.responses["a"], "pong");
+    /// # Ok(()) }
+    /// ```
     pub fn emit_cross<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> CrossEmit<'_> {
         CrossEmit::new(self, event, payload)
     }
 
     /// Stops collecting replies for `id`; later replies are ignored. Returns whether it was
     /// still pending.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// // Node "b" is not there: this collection would wait for its whole timeout.
+    /// let mut replies = node.emit_cross("ping", &()).to(["b"]).replies().await?;
+    /// assert!(node.cancel_cross_callback(replies.callback_id()));
+    /// assert_eq!(replies.recv().await, None); // ended, without a timeout item
+    /// # Ok(()) }
+    /// ```
     pub fn cancel_cross_callback(&self, id: CallbackId) -> bool {
         self.inner.pending.cancel(id.0)
     }

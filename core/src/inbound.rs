@@ -164,6 +164,15 @@ impl Node {
         payload: Payload,
         callback: Option<u64>,
     ) {
+        // The handlers run in this span (`drive` spawns those that wait in it).
+        let span = tracing::info_span!(
+            "cross",
+            node = %self.server_name(),
+            event = %event,
+            %sender,
+            callback,
+        );
+        let _span = span.enter();
         if let Some(query) = event.strip_prefix(INTERNAL_EVENT_PREFIX) {
             self.answer_cluster_query(sender, query, payload, callback);
             return;

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::events::{system, ClientEvent, CloseEvent, ErrorEvent, MessageEvent};
 use crate::frame::{self, Incoming, Payload};
@@ -44,7 +45,21 @@ impl Node {
         socket_id: Option<&str>,
     ) -> Socket {
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let socket = Socket::new(conn_id, request, transport);
+        // Everything done for this connection runs in its span; `bind` records the socket id.
+        let span = tracing::info_span!(
+            "conn",
+            node = %self.server_name(),
+            conn = conn_id,
+            peer = request.remote_addr().map(tracing::field::display),
+            socket_id = tracing::field::Empty,
+        );
+        let socket = Socket::new(conn_id, request, transport, span.clone());
+        self.register(socket, socket_id).instrument(span).await
+    }
+
+    /// The rest of [`connect_inner`](Self::connect_inner), in the connection's span.
+    async fn register(&self, socket: Socket, socket_id: Option<&str>) -> Socket {
+        let conn_id = socket.conn_id();
         self.inner
             .connections
             .write()
@@ -66,7 +81,7 @@ impl Node {
             // Each handler runs as a task of its own: a panic is contained (the connection
             // goes on), and a handler outlives a transport that gives up on the connection,
             // up to the connection handler timeout.
-            let mut task = tokio::spawn(handler);
+            let mut task = tokio::spawn(handler.instrument(socket.span().clone()));
             match tokio::time::timeout_at(handlers_deadline, &mut task).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => tracing::error!(conn = conn_id, "a connection handler panicked"),
@@ -103,7 +118,8 @@ impl Node {
     fn close_if_unbound_at(&self, socket: &Socket, deadline: tokio::time::Instant) {
         let node = Arc::downgrade(&self.inner);
         let socket = socket.clone();
-        tokio::spawn(async move {
+        let span = socket.span().clone();
+        let closer = async move {
             tokio::time::sleep_until(deadline).await;
             let Some(node) = node.upgrade() else { return };
             let open = node.connections.read().contains_key(&socket.conn_id());
@@ -112,7 +128,8 @@ impl Node {
                 tracing::debug!(conn = socket.conn_id(), "closing a connection never bound");
                 socket.close(close_codes::AUTH_FAILED, "authentication timeout");
             }
-        });
+        };
+        tokio::spawn(closer.instrument(span));
     }
 
     /// Whether the node can take another message from `socket` now. A transport asks before
@@ -127,6 +144,7 @@ impl Node {
     /// Handles one text message from a client: heartbeat, protocol events, application events.
     /// Malformed frames are counted and dropped.
     pub fn handle_text(&self, socket: &Socket, text: &[u8]) {
+        let _span = socket.span().enter();
         let Ok(text) = std::str::from_utf8(text) else {
             Metrics::add(&self.inner.metrics.malformed_frames);
             return;
@@ -232,22 +250,25 @@ impl Node {
             if !poll_once(&mut handler) {
                 // It has to wait: it runs on a task of its own and counts as in flight.
                 let in_flight = InFlight::start(socket, limits.handlers_in_flight);
-                tokio::spawn(async move {
+                let handler = async move {
                     handler.await;
                     drop(in_flight);
-                });
+                };
+                tokio::spawn(handler.instrument(socket.span().clone()));
             }
         }
     }
 
     /// Records a protocol pong from a client.
     pub fn handle_pong(&self, socket: &Socket) {
+        let _span = socket.span().enter();
         socket.mark_alive();
         drive_all(self.fire(system::Pong, socket.clone()));
     }
 
     /// Reports a connection error (the transport then closes the connection).
     pub fn handle_error(&self, socket: &Socket, error: &str) {
+        let _span = socket.span().enter();
         let event = ErrorEvent {
             socket: socket.clone(),
             error: Arc::from(error),
@@ -260,6 +281,8 @@ impl Node {
     /// run, without waiting for the broker to unsubscribe the namespaces this emptied (that
     /// goes on in the background).
     pub async fn disconnect(&self, socket: &Socket, code: u16, reason: &str) {
+        // Nothing here awaits: the span is entered for the whole call.
+        let _span = socket.span().enter();
         socket.stop_timers();
         let now_empty = {
             let mut connections = self.inner.connections.write();

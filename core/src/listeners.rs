@@ -285,11 +285,12 @@ impl<A: Clone + Send + 'static> Listeners<A> {
 }
 
 /// Runs a handler future: polled once right here, so its synchronous part runs in the order
-/// events arrived (as in the JavaScript package), then spawned if it has to wait. A panicking
-/// handler is logged and contained.
+/// events arrived (as in the JavaScript package), then spawned if it has to wait, in the
+/// caller's span (a connection's, a cross-server event's). A panicking handler is logged and
+/// contained.
 pub(crate) fn drive(mut future: BoxFuture) {
     if !poll_once(&mut future) {
-        tokio::spawn(future);
+        tokio::spawn(tracing::Instrument::in_current_span(future));
     }
 }
 

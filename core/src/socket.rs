@@ -38,10 +38,22 @@ struct SocketInner {
     pending_requests: AtomicUsize,
     /// The directory stamp of its current binding (see `directory`).
     bind_stamp: AtomicU64,
+    /// The `conn` span everything done for this connection runs in; `None` when it is
+    /// disabled (no subscriber, or its level filtered out), so that an idle connection then
+    /// pays one pointer for it.
+    span: Option<Box<tracing::Span>>,
 }
 
+/// What [`Socket::span`] returns for a disabled span.
+static NO_SPAN: tracing::Span = tracing::Span::none();
+
 impl Socket {
-    pub(crate) fn new(conn_id: u64, request: RequestInfo, transport: Box<dyn Transport>) -> Self {
+    pub(crate) fn new(
+        conn_id: u64,
+        request: RequestInfo,
+        transport: Box<dyn Transport>,
+        span: tracing::Span,
+    ) -> Self {
         Socket {
             inner: Arc::new(SocketInner {
                 conn_id,
@@ -54,6 +66,7 @@ impl Socket {
                 limits_logged: AtomicU8::new(0),
                 pending_requests: AtomicUsize::new(0),
                 bind_stamp: AtomicU64::new(0),
+                span: (!span.is_disabled()).then(|| Box::new(span)),
             }),
         }
     }
@@ -66,6 +79,14 @@ impl Socket {
     /// The opening request: path and query parameters.
     pub fn request(&self) -> &RequestInfo {
         &self.inner.request
+    }
+
+    /// The `conn` span of this connection (fields `node`, `conn`, `peer` and, once bound,
+    /// `socket_id`): the node runs this connection's handlers in it, and a transport enters it
+    /// while it works for the connection, so that filtering logs by socket id shows everything
+    /// that happened to one client.
+    pub fn span(&self) -> &tracing::Span {
+        self.inner.span.as_deref().unwrap_or(&NO_SPAN)
     }
 
     /// The application socket id bound to this connection, if any.

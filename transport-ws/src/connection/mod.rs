@@ -93,7 +93,22 @@ pub(crate) fn spawn<IO>(
         close_timer: Timer::default(),
     };
     tokio::spawn(async move {
-        poll_fn(|cx| connection.poll_run(cx)).await;
+        // The connection's span (see `Socket::span`) is entered for every poll once the
+        // registration returned the socket (the registration runs in it already). A handle of
+        // the socket is kept for that: a pointer, where the span would take five.
+        let mut socket: Option<Socket> = None;
+        poll_fn(|cx| {
+            if socket.is_none() {
+                match connection.poll_registration(cx) {
+                    Poll::Ready(Some(registered)) => socket = Some(registered),
+                    Poll::Ready(None) => return Poll::Ready(()), // the runtime is shutting down
+                    Poll::Pending => {}
+                }
+            }
+            let _entered = socket.as_ref().map(|socket| socket.span().enter());
+            connection.poll_run(cx)
+        })
+        .await;
         // Report the disconnect before the (possibly slow) shutdown.
         drop(connection.guard.take());
         let close_timeout = connection.settings.close_timeout;
@@ -152,18 +167,28 @@ enum Step {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
-    /// Drives the connection; `Ready` when it is over.
-    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if let Some(registration) = self.registration.as_mut() {
-            match Pin::new(registration).poll(cx) {
-                Poll::Ready(Ok(guard)) => {
-                    self.registration = None;
-                    self.guard = Some(guard);
-                }
-                Poll::Ready(Err(_)) => return Poll::Ready(()), // the runtime is shutting down
-                Poll::Pending => {}
+    /// Polls the registration (the connection handlers); once they have run, returns the
+    /// registered socket, or `None` if the registration task was lost (the runtime is shutting
+    /// down). Called until it is ready, before [`poll_run`](Self::poll_run).
+    fn poll_registration(&mut self, cx: &mut Context<'_>) -> Poll<Option<Socket>> {
+        let Some(registration) = self.registration.as_mut() else {
+            return Poll::Ready(self.guard.as_ref().map(|g| g.socket.clone()));
+        };
+        match Pin::new(registration).poll(cx) {
+            Poll::Ready(Ok(guard)) => {
+                let socket = guard.socket.clone();
+                self.registration = None;
+                self.guard = Some(guard);
+                Poll::Ready(Some(socket))
             }
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
+    }
+
+    /// Drives the connection; `Ready` when it is over. Reading waits for the registration
+    /// ([`poll_registration`](Self::poll_registration)); writing does not.
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Writing first: what it frees may let reading go on.
         if let Step::Done = self.poll_write(cx) {
             return Poll::Ready(());
