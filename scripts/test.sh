@@ -23,6 +23,7 @@ echo "== node clients"; npm ci --prefix tests/js --no-audit --no-fund --loglevel
 
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== package"; out=$(cargo package --workspace --exclude crosswire-bench --no-verify --allow-dirty 2>&1) || { echo "$out"; exit 1; }
 # The multi-process test runs the `cluster` example binary itself.
 echo "== examples"; cargo build --examples --all-features
 # The JavaScript client (clients/js): its tests run against the `cluster` example binary.

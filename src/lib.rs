@@ -7,7 +7,7 @@
 //! speak a small JSON protocol compatible with the JavaScript `WebSocketConnector`, and are
 //! bound to application socket ids. You deliver to everyone, to one id, to many ids or to a
 //! room with the same call whether the client sits on this node or another; and nodes emit
-//! events to each other and collect replies. Nodes meet through a [`Broker`]: in-memory
+//! events to each other and collect replies. Nodes meet through a [`Broker`](broker::Broker): in-memory
 //! ([`memory`], the default), Redis or NATS — application code does not change.
 //!
 //! ```

@@ -2,6 +2,9 @@
 //! (event `$cw.<name>`), answered by every node from its local state and collected with the
 //! automatic reply count, so the answer covers every live node.
 //!
+//! The examples of the methods connect clients through `TestTransport`, a minimal
+//! [`Transport`](crate::Transport) defined in their hidden lines.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
 //! use std::time::Duration;
@@ -60,6 +63,17 @@ pub struct Cluster<'a> {
 impl Node {
     /// Cluster-wide queries and actions: client and room counts, where a socket id is,
     /// disconnecting it or moving it between rooms wherever it is connected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().build().await?;
+    /// let answer = node.cluster().client_count().await?;
+    /// assert_eq!(answer.value, 0);
+    /// assert_eq!(answer.answered, ["standalone"]); // every live node answers; here, this one
+    /// # Ok(()) }
+    /// ```
     pub fn cluster(&self) -> Cluster<'_> {
         Cluster {
             node: self,
@@ -136,6 +150,17 @@ impl Replies {
 
 impl<'a> Cluster<'a> {
     /// How long to wait for the nodes' answers. Default: 5 s.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::time::Duration;
+    /// use crosswire_core::Node;
+    ///
+    /// let node = Node::builder().build().await?;
+    /// let answer = node.cluster().timeout(Duration::from_millis(500)).client_count().await?;
+    /// assert!(answer.is_complete());
+    /// # Ok(()) }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -145,6 +170,26 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// A broker error when the question could not be published; [`Error::ShuttingDown`].
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// // A connection not bound to a socket id is not counted.
+    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
+    /// assert_eq!(node.cluster().client_count().await?.value, 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn client_count(&self) -> Result<Answer<usize>, Error> {
         let by_node = self.clients_by_node().await?;
         Ok(Answer {
@@ -158,6 +203,25 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let answer = node.cluster().clients_by_node().await?;
+    /// assert_eq!(answer.value["a"], 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn clients_by_node(&self) -> Result<Answer<BTreeMap<String, usize>>, Error> {
         let replies = self.ask("clients", &(), |_| false).await?;
         let counts = replies
@@ -172,6 +236,27 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// let answer = node.cluster().room_socket_ids("chat", Some("lobby"), Match::Exact).await?;
+    /// assert!(answer.value.contains("alice"));
+    /// assert!(answer.is_complete());
+    /// # Ok(()) }
+    /// ```
     pub async fn room_socket_ids(
         &self,
         namespace: &str,
@@ -192,6 +277,28 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// for (id, room) in [("alice", "lobby-1"), ("bob", "lobby-2")] {
+    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     node.join_room("chat", room, id).await?;
+    /// }
+    /// let answer = node.cluster().room_socket_count("chat", Some("lobby-"), Match::Prefix).await?;
+    /// assert_eq!(answer.value, 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn room_socket_count(
         &self,
         namespace: &str,
@@ -207,6 +314,26 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// let answer = node.cluster().room_sizes("chat").await?;
+    /// assert_eq!(answer.value["lobby"], 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn room_sizes(
         &self,
         namespace: &str,
@@ -226,6 +353,26 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// let answer = node.cluster().joined_rooms("alice", None).await?;
+    /// assert!(answer.value["chat"].contains("lobby"));
+    /// # Ok(()) }
+    /// ```
     pub async fn joined_rooms(
         &self,
         socket_id: &str,
@@ -249,6 +396,25 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().server_name("a").build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// assert_eq!(node.cluster().node_of("alice").await?.value.as_deref(), Some("a"));
+    /// assert_eq!(node.cluster().node_of("bob").await?.value, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn node_of(&self, socket_id: &str) -> Result<Answer<Option<String>>, Error> {
         let args = SocketArgs::id(socket_id);
         let replies = self.ask("locate", &args, is_true).await?;
@@ -264,6 +430,25 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// assert!(node.cluster().is_online("alice").await?.value);
+    /// assert!(!node.cluster().is_online("bob").await?.value);
+    /// # Ok(()) }
+    /// ```
     pub async fn is_online(&self, socket_id: &str) -> Result<Answer<bool>, Error> {
         let node = self.node_of(socket_id).await?;
         Ok(Answer {
@@ -278,6 +463,25 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// assert!(node.cluster().disconnect("alice", 4000, "bye").await?.value);
+    /// assert!(!node.cluster().disconnect("bob", 4000, "bye").await?.value); // not found
+    /// # Ok(()) }
+    /// ```
     pub async fn disconnect(
         &self,
         socket_id: &str,
@@ -297,6 +501,25 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// assert!(node.cluster().join_room("chat", "lobby", "alice").await?.value);
+    /// assert!(node.is_joined("alice", "chat", Some("lobby")));
+    /// # Ok(()) }
+    /// ```
     pub async fn join_room(
         &self,
         namespace: &str,
@@ -312,6 +535,26 @@ impl<'a> Cluster<'a> {
     ///
     /// # Errors
     /// As [`client_count`](Self::client_count).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// assert!(node.cluster().leave_room("chat", "lobby", "alice").await?.value);
+    /// assert!(!node.is_joined("alice", "chat", None));
+    /// # Ok(()) }
+    /// ```
     pub async fn leave_room(
         &self,
         namespace: &str,
@@ -491,6 +734,29 @@ impl Node {
     }
 
     /// Every local room of `namespace` with its number of local members.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// for id in ["alice", "bob"] {
+    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     node.join_room("chat", "lobby", id).await?;
+    /// }
+    /// node.join_room("chat", "help", "alice").await?;
+    /// let sizes = node.room_sizes("chat");
+    /// assert_eq!((sizes["lobby"], sizes["help"]), (2, 1));
+    /// # Ok(()) }
+    /// ```
     pub fn room_sizes(&self, namespace: &str) -> HashMap<String, usize> {
         self.inner().state.read().rooms.room_sizes(namespace)
     }

@@ -2,6 +2,10 @@
 //!
 //! Each push is encoded once. Local recipients get the same bytes queued directly (never
 //! through the broker); other nodes get them inside one envelope and write them unchanged.
+//!
+//! The examples connect clients through `TestTransport`, a minimal [`Transport`](crate::Transport)
+//! defined in their hidden lines, which drops (or records) the frames a real transport would
+//! write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +26,26 @@ impl Node {
     /// # Errors
     /// [`Error::Encode`] for an unserializable payload; a broker error if it could not be
     /// published (local clients have it already).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await; // a client, not bound
+    /// let delivery = node.broadcast("news", &"hello").await?;
+    /// // Queued on the one connection; a standalone node has no broker to publish to.
+    /// assert_eq!((delivery.local, delivery.published), (1, false));
+    /// # Ok(()) }
+    /// ```
     pub async fn broadcast<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -42,6 +66,25 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::Encode`] for an unserializable payload.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
+    /// let delivery = node.broadcast_local("news", &"hello")?;
+    /// assert_eq!((delivery.local, delivery.published), (1, false));
+    /// # Ok(()) }
+    /// ```
     pub fn broadcast_local<T: Serialize + ?Sized>(
         &self,
         event: &str,
@@ -58,6 +101,29 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::Encode`]; a broker error when the id is not local and could not be published.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
+    /// #         self.0.send(frame).map_err(|_| SendError::Closed)
+    /// #     }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// let (tx, frames) = std::sync::mpsc::channel();
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport(tx)), "alice").await;
+    /// let delivery = node.to_socket_id("alice", "chat", &"hi").await?;
+    /// assert_eq!(delivery.local, 1);
+    /// assert_eq!(frames.try_recv()?, r#"{"event":"chat","payload":"hi"}"#);
+    /// # Ok(()) }
+    /// ```
     pub async fn to_socket_id<T: Serialize + ?Sized>(
         &self,
         socket_id: &str,
@@ -72,6 +138,28 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::Encode`]; a broker error when remote ids could not be published.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// for id in ["alice", "bob"] {
+    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    /// }
+    /// // carol is bound nowhere; a node with a broker would publish the push for her.
+    /// let delivery = node.to_socket_ids(["alice", "bob", "carol"], "chat", &"hi").await?;
+    /// assert_eq!(delivery.local, 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn to_socket_ids<I, S, T>(
         &self,
         socket_ids: I,
@@ -195,6 +283,33 @@ impl Node {
     /// # Errors
     /// [`Error::Encode`]; [`Error::InvalidName`] for a reserved namespace; a broker error if it
     /// could not be published (local members have it already).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
+    /// #         self.0.send(frame).map_err(|_| SendError::Closed)
+    /// #     }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use crosswire_core::{Node, RequestInfo, RoomOptions};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// let (tx, frames) = std::sync::mpsc::channel();
+    /// for id in ["alice", "bob"] {
+    ///     let client = TestTransport(tx.clone());
+    ///     node.connect_bound(RequestInfo::default(), Box::new(client), id).await;
+    ///     node.join_room("chat", "lobby", id).await?;
+    /// }
+    /// let except_bob = RoomOptions::default().exclude(["bob"]);
+    /// let delivery = node.broadcast_to_room("chat", "lobby", "say", &"hi", except_bob).await?;
+    /// assert_eq!((delivery.local, frames.try_iter().count()), (1, 1)); // alice only
+    /// # Ok(()) }
+    /// ```
     pub async fn broadcast_to_room<T: Serialize + ?Sized>(
         &self,
         namespace: &str,

@@ -1,6 +1,9 @@
 //! Rooms as the application uses them: joining, leaving and querying the rooms of this node,
 //! and keeping each namespace's broker channel subscribed while it has local members. The
 //! bookkeeping itself is in `room_index`.
+//!
+//! The examples connect clients through `TestTransport`, a minimal [`Transport`](crate::Transport)
+//! defined in their hidden lines.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +25,28 @@ impl Node {
     /// in this one); a broker error if the namespace channel
     /// could not be subscribed (the membership stands and local delivery works; the next join
     /// retries the subscription).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Error, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// assert!(node.is_joined("alice", "chat", Some("lobby")));
+    /// // Only socket ids bound on this node can join.
+    /// let refused = node.join_room("chat", "lobby", "bob").await;
+    /// assert!(matches!(refused, Err(Error::NotBound(_))));
+    /// # Ok(()) }
+    /// ```
     pub async fn join_room(
         &self,
         namespace: &str,
@@ -70,6 +95,26 @@ impl Node {
     ///
     /// # Errors
     /// A broker error if the channel could not be unsubscribed.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// node.leave_room("chat", "lobby", "alice").await?;
+    /// assert!(!node.is_joined("alice", "chat", None));
+    /// # Ok(()) }
+    /// ```
     pub async fn leave_room(
         &self,
         namespace: &str,
@@ -92,6 +137,27 @@ impl Node {
     ///
     /// # Errors
     /// A broker error if the namespace channel could not be unsubscribed.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// node.remove_room("chat", "lobby").await?;
+    /// assert!(!node.is_joined("alice", "chat", Some("lobby")));
+    /// assert!(node.room_ids("chat", Match::Exact).is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn remove_room(&self, namespace: &str, room: &str) -> Result<(), Error> {
         let (_, emptied) = self.inner.state.write().rooms.remove_room(namespace, room);
         if emptied {
@@ -102,6 +168,30 @@ impl Node {
 
     /// Distinct local socket ids in `room` of `namespace` (all rooms of it if `room` is
     /// `None`; rooms whose id starts with `room` under [`Match::Prefix`]).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::collections::HashSet;
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
+    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     node.join_room("play", room, id).await?;
+    /// }
+    /// let in_game_1 = node.room_socket_ids("play", Some("game-1"), Match::Exact);
+    /// assert_eq!(in_game_1, HashSet::from(["alice".to_owned()]));
+    /// assert_eq!(node.room_socket_ids("play", Some("game-"), Match::Prefix).len(), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn room_socket_ids(
         &self,
         namespace: &str,
@@ -119,6 +209,28 @@ impl Node {
     }
 
     /// Number of distinct local sockets in the matched rooms (see [`Node::room_socket_ids`]).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
+    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     node.join_room("play", room, id).await?;
+    /// }
+    /// assert_eq!(node.socket_count_in_room("play", Some("game-1"), Match::Exact), 1);
+    /// assert_eq!(node.socket_count_in_room("play", None, Match::Exact), 2);
+    /// # Ok(()) }
+    /// ```
     pub fn socket_count_in_room(
         &self,
         namespace: &str,
@@ -135,6 +247,30 @@ impl Node {
 
     /// Rooms joined by `socket_id` on this node, by namespace; only namespaces starting with
     /// `namespace_prefix` when given.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use std::collections::HashSet;
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// for (namespace, room) in [("chat", "lobby"), ("chat", "help"), ("game", "g1")] {
+    ///     node.join_room(namespace, room, "alice").await?;
+    /// }
+    /// let rooms = node.joined_rooms("alice", None);
+    /// assert_eq!(rooms["chat"], HashSet::from(["lobby".to_owned(), "help".to_owned()]));
+    /// assert_eq!(node.joined_rooms("alice", Some("ga")).len(), 1); // "game" only
+    /// # Ok(()) }
+    /// ```
     pub fn joined_rooms(
         &self,
         socket_id: &str,
@@ -148,6 +284,27 @@ impl Node {
     }
 
     /// Whether `socket_id` is in `room` of `namespace` (in any room of it if `room` is `None`).
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// node.join_room("chat", "lobby", "alice").await?;
+    /// assert!(node.is_joined("alice", "chat", Some("lobby")));
+    /// assert!(node.is_joined("alice", "chat", None));
+    /// assert!(!node.is_joined("alice", "chat", Some("help")));
+    /// # Ok(()) }
+    /// ```
     pub fn is_joined(&self, socket_id: &str, namespace: &str, room: Option<&str>) -> bool {
         self.inner
             .state
@@ -157,6 +314,28 @@ impl Node {
     }
 
     /// Number of local rooms in the namespaces matched by `namespace`.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
+    ///     node.join_room(namespace, room, "alice").await?;
+    /// }
+    /// assert_eq!(node.room_count("game:eu", Match::Exact), 2);
+    /// assert_eq!(node.room_count("game:", Match::Prefix), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn room_count(&self, namespace: &str, matching: Match) -> usize {
         self.inner
             .state
@@ -166,6 +345,29 @@ impl Node {
     }
 
     /// Ids of local rooms in the namespaces matched by `namespace`.
+    ///
+    /// ```
+    /// # use crosswire_core::{SendError, Transport};
+    /// # struct TestTransport;
+    /// # impl Transport for TestTransport {
+    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
+    /// #     fn ping(&self) {}
+    /// #     fn close(&self, _: u16, _: &str) {}
+    /// #     fn terminate(&self) {}
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Match, Node, RequestInfo};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
+    ///     node.join_room(namespace, room, "alice").await?;
+    /// }
+    /// let mut ids = node.room_ids("game:", Match::Prefix);
+    /// ids.sort();
+    /// assert_eq!(ids, ["g1", "g2", "g3"]);
+    /// # Ok(()) }
+    /// ```
     pub fn room_ids(&self, namespace: &str, matching: Match) -> Vec<String> {
         self.inner.state.read().rooms.room_ids(namespace, matching)
     }
