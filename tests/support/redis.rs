@@ -19,13 +19,7 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a free port")
-        .port()
-}
+pub use super::free_port;
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers `PING`.
