@@ -173,22 +173,31 @@ impl Node {
     {
         let frame = encode_push(event, payload)?;
         let ids: Vec<S> = socket_ids.into_iter().collect();
-        let mut remote: Vec<&str> = Vec::new();
-        let mut local = 0;
-        {
-            let state = self.inner().state.read();
-            for id in &ids {
-                match state.bound.get(id.as_ref()) {
-                    // A closing connection's id may be bound again elsewhere already.
-                    Some(socket) if socket.is_open() => {
-                        local += usize::from(self.send_counted(socket, &frame));
-                    }
-                    _ => remote.push(id.as_ref()),
-                }
-            }
-        }
+        let (local, remote) = self.deliver_to_open(ids.iter().map(AsRef::as_ref), &frame);
         let published = self.publish_unicast(remote, &frame, false).await?;
         Ok(Delivery { local, published })
+    }
+
+    /// Queues `frame` on the open connections bound to `ids` here; returns how many took it,
+    /// and the ids that are not here (unbound, or bound to a closing connection: such an id
+    /// may be bound again elsewhere already).
+    fn deliver_to_open<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+        frame: &Bytes,
+    ) -> (usize, Vec<&'a str>) {
+        let state = self.inner().state.read();
+        let mut delivered = 0;
+        let mut elsewhere = Vec::new();
+        for id in ids {
+            match state.bound.get(id) {
+                Some(socket) if socket.is_open() => {
+                    delivered += usize::from(self.send_counted(socket, frame));
+                }
+                _ => elsewhere.push(id),
+            }
+        }
+        (delivered, elsewhere)
     }
 
     /// Publishes a push for socket ids not bound here: to the inbox of each id's node when
@@ -253,21 +262,11 @@ impl Node {
     /// this node's inbox and was not forwarded before), the ids not bound here any more are
     /// sent on to where they are now.
     pub(crate) fn deliver_unicast(&self, ids: &[&str], frame: &Bytes, forward: bool) {
-        let mut moved = Vec::new();
-        {
-            let state = self.inner().state.read();
-            for &id in ids {
-                match state.bound.get(id) {
-                    Some(socket) if socket.is_open() => {
-                        self.send_counted(socket, frame);
-                    }
-                    _ => moved.push(id.to_owned()),
-                }
-            }
-        }
+        let (_, moved) = self.deliver_to_open(ids.iter().copied(), frame);
         if !forward || moved.is_empty() {
             return;
         }
+        let moved: Vec<String> = moved.into_iter().map(str::to_owned).collect();
         Metrics::add_n(&self.inner().metrics.unicast_forwards, moved.len());
         let node = self.clone();
         let frame = frame.clone();

@@ -44,21 +44,24 @@ struct Announcement {
     bound: bool,
 }
 
-#[derive(Default)]
 pub(crate) struct Directory {
     owners: RwLock<HashMap<SocketId, Owner>>,
     clock: AtomicU64,
     queue: Mutex<Vec<Announcement>>,
     queued: AtomicU64,
     wake: Arc<Notify>,
-    published: Option<watch::Sender<u64>>,
+    published: watch::Sender<u64>,
 }
 
 impl Directory {
     pub(crate) fn new() -> Self {
         Directory {
-            published: Some(watch::channel(0).0),
-            ..Directory::default()
+            owners: RwLock::default(),
+            clock: AtomicU64::new(0),
+            queue: Mutex::default(),
+            queued: AtomicU64::new(0),
+            wake: Arc::default(),
+            published: watch::channel(0).0,
         }
     }
 
@@ -123,10 +126,7 @@ impl Directory {
     /// Waits until the announcement with sequence number `seq` was published (or failed to
     /// be; failures are counted and logged).
     pub(crate) async fn announced(&self, seq: u64) {
-        let Some(published) = &self.published else {
-            return;
-        };
-        let mut rx = published.subscribe();
+        let mut rx = self.published.subscribe();
         let _ = rx.wait_for(|done| *done >= seq).await;
     }
 }
@@ -271,8 +271,6 @@ pub(crate) async fn run_announcer(node: Weak<NodeInner>) {
         let _ = node
             .publish_envelope(&channel, Body::Bindings { bound, unbound })
             .await;
-        if let Some(published) = &node.inner().directory.published {
-            published.send_replace(seq);
-        }
+        node.inner().directory.published.send_replace(seq);
     }
 }

@@ -156,18 +156,14 @@ impl Membership {
                     } else {
                         // A restart: the old instance is gone, with whatever it was asked.
                         change.left = Some(peer.member(sender));
-                        change.joined = Some(Member {
-                            started_at: from_millis(announce.started_at_ms),
-                            ..peer.member(sender)
-                        });
                     }
                     peer.previous_instance = Some(peer.announce.instance);
                 }
                 peer.announce = announce;
                 peer.last_seen = now;
                 peer.last_seen_wall = SystemTime::now();
-                if let Some(joined) = &mut change.joined {
-                    *joined = peer.member(sender);
+                if change.left.is_some() {
+                    change.joined = Some(peer.member(sender));
                 }
             }
         }
