@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use crosswire::ws::{WsAcceptor, WsConfig};
-use crosswire::{close_codes, system, ClientEvent, Match, Node, RoomOptions};
+use crosswire::{close_codes, system, ClientEvent, Match, Node};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -320,9 +320,7 @@ fn install(node: &Node) {
             }
             let message =
                 json!({ "room": room, "from": name, "fromId": id, "text": text, "at": now_ms() });
-            let sent = n
-                .broadcast_to_room(NAMESPACE, &room, "chat", &message, RoomOptions::default())
-                .await;
+            let sent = n.to_room(NAMESPACE, &room).emit("chat", &message).await;
             reply(&ev, json!({ "ok": sent.is_ok() }));
         }
     });
@@ -336,7 +334,7 @@ fn install(node: &Node) {
             };
             let message =
                 json!({ "room": null, "from": name, "fromId": id, "text": text, "at": now_ms() });
-            let sent = n.broadcast("chat", &message).await;
+            let sent = n.broadcast().emit("chat", &message).await;
             reply(&ev, json!({ "ok": sent.is_ok() }));
         }
     });
@@ -359,7 +357,7 @@ fn install(node: &Node) {
                 return reply(&ev, json!({ "delivered": false, "error": "not online" }));
             }
             let message = json!({ "from": name, "fromId": id, "text": text, "at": now_ms() });
-            let sent = n.to_socket_id(to, "private", &message).await;
+            let sent = n.to(to).emit("private", &message).await;
             reply(&ev, json!({ "delivered": sent.is_ok() }));
         }
     });
@@ -411,7 +409,7 @@ async fn online(node: &Node) -> Value {
 /// Tells everyone that `id` came, went, joined or left a room, so pages update their counts.
 async fn push_presence(node: &Node, kind: &str, id: &str, name: &str, room: Option<&str>) {
     let presence = json!({ "kind": kind, "id": id, "name": name, "room": room });
-    if let Err(error) = node.broadcast("presence", &presence).await {
+    if let Err(error) = node.broadcast().emit("presence", &presence).await {
         tracing::debug!(%error, "chat: presence not sent");
     }
 }

@@ -27,13 +27,28 @@
 //! `--announce-ms N` sets every node's announce interval (default 5000): a node that crashed
 //! is forgotten after 3 missed announcements, so a short interval makes `stats` follow
 //! nodes that come and go quickly.
+//!
+//! `--metrics ADDR` (e.g. `--metrics 127.0.0.1:9100`) installs the Prometheus recorder of
+//! `metrics-exporter-prometheus` and serves every node's metrics of this process (labelled
+//! `node="<name>"`) as Prometheus text at `http://ADDR/metrics`; each scrape first calls
+//! `Node::record_metrics` on every node, so the figures are those of the moment.
 
+use std::convert::Infallible;
 use std::error::Error;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
@@ -67,6 +82,9 @@ struct Args {
     /// after 3 missed announcements
     #[arg(long = "announce-ms", value_name = "N", value_parser = at_least_one::<u64>)]
     announce_ms: Option<u64>,
+    /// Serve Prometheus metrics of this process's nodes at http://ADDR/metrics
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
 }
 
 /// The broker of `--broker`.
@@ -118,8 +136,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Broker::Nats => return run_on_nats(args).await,
         Broker::Memory => {}
     }
+    let recorder = install_recorder(&args)?;
     let hub = MemoryHub::new();
     let mut servers = Vec::new();
+    let mut nodes = Vec::new();
     for i in 0..args.nodes {
         let name = format!("node{}", i + 1);
         let node = args
@@ -130,6 +150,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .await?;
         crosswire::demo::install(&node);
         log_connections(&node);
+        nodes.push(node.clone());
         let port = args.port + i;
         let server = WsServer::bind(("127.0.0.1", port), node, WsConfig::default()).await?;
         println!(
@@ -138,6 +159,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         );
         servers.push(server);
     }
+    serve_metrics(&args, recorder, nodes).await?;
     println!(
         "{} nodes on the in-memory broker; Ctrl-C to stop",
         servers.len()
@@ -155,12 +177,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
 async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::redis::{RedisBroker, DEFAULT_REDIS_URL};
 
+    let recorder = install_recorder(&args)?;
     let node_builder = args.node_builder();
-    let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", args.port));
     let urls = if args.redis.is_empty() {
         vec![DEFAULT_REDIS_URL.to_owned()]
     } else {
-        args.redis
+        args.redis.clone()
     };
     let broker = urls
         .iter()
@@ -181,6 +207,7 @@ async fn run_on_redis(args: Args) -> Result<(), Box<dyn Error>> {
         .await?;
     crosswire::demo::install(&node);
     log_connections(&node);
+    serve_metrics(&args, recorder, vec![node.clone()]).await?;
     let server = WsServer::bind(("127.0.0.1", args.port), node, WsConfig::default()).await?;
     println!(
         "{name} listening on ws://{}/?id=<your id>",
@@ -209,8 +236,12 @@ async fn run_on_redis(_args: Args) -> Result<(), Box<dyn Error>> {
 async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
     use crosswire::nats::NatsBroker;
 
+    let recorder = install_recorder(&args)?;
     let node_builder = args.node_builder();
-    let name = args.name.unwrap_or_else(|| format!("node-{}", args.port));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("node-{}", args.port));
     let broker = args
         .nats
         .iter()
@@ -228,6 +259,7 @@ async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
         .await?;
     crosswire::demo::install(&node);
     log_connections(&node);
+    serve_metrics(&args, recorder, vec![node.clone()]).await?;
     let server = WsServer::bind(("127.0.0.1", args.port), node, WsConfig::default()).await?;
     println!(
         "{name} listening on ws://{}/?id=<your id>",
@@ -248,6 +280,109 @@ async fn run_on_nats(args: Args) -> Result<(), Box<dyn Error>> {
 async fn run_on_nats(_args: Args) -> Result<(), Box<dyn Error>> {
     eprintln!("this example was built without NATS: run it with `--features nats`");
     std::process::exit(2);
+}
+
+/// With `--metrics`, installs the Prometheus recorder (before any node is built, so the
+/// publish latency histogram of each node records into it).
+fn install_recorder(args: &Args) -> Result<Option<PrometheusHandle>, Box<dyn Error>> {
+    if args.metrics.is_none() {
+        return Ok(None);
+    }
+    // Buckets from 50 µs to ~3 s (×2 each): a Prometheus histogram, summable over nodes.
+    let buckets: Vec<f64> = (0..17).map(|i| 50e-6 * f64::from(1u32 << i)).collect();
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("crosswire_broker_publish_seconds".into()),
+            &buckets,
+        )?
+        .install_recorder()?;
+    // Without a scrape, histogram samples would pile up until the next render.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            ticker.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(Some(handle))
+}
+
+/// With `--metrics ADDR`, serves `GET /metrics` at ADDR: every node's metrics, recorded at
+/// the moment of the scrape, as Prometheus text. Other paths answer 404.
+async fn serve_metrics(
+    args: &Args,
+    recorder: Option<PrometheusHandle>,
+    nodes: Vec<Node>,
+) -> Result<(), Box<dyn Error>> {
+    let (Some(addr), Some(handle)) = (args.metrics, recorder) else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("metrics on http://{}/metrics", listener.local_addr()?);
+    tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let (handle, nodes) = (handle.clone(), nodes.clone());
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    std::future::ready(scrape(&handle, &nodes, &request))
+                });
+                let served = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%error, "metrics connection error");
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Answers one request of the metrics listener.
+fn scrape(
+    handle: &PrometheusHandle,
+    nodes: &[Node],
+    request: &Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, content_type, body) = if request.uri().path() != "/metrics" {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        )
+    } else if request.method() != Method::GET && request.method() != Method::HEAD {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".to_owned(),
+        )
+    } else {
+        for node in nodes {
+            node.record_metrics();
+        }
+        (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            handle.render(),
+        )
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, value);
+    }
+    Ok(response)
 }
 
 fn log_connections(node: &Node) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{close_codes, system, Node, RoomOptions};
+use crosswire::{close_codes, system, Node};
 use serde_json::json;
 
 /// One WebSocket server, no broker.
@@ -87,11 +87,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     loop {
         tokio::select! {
             _ = broadcast.tick() => {
-                node.broadcast("serverSay", &json!({ "msg": "I'm sending this message to everyone" })).await?;
+                node.broadcast().emit("serverSay", &json!({ "msg": "I'm sending this message to everyone" })).await?;
             }
             _ = room.tick() => {
                 let msg = json!({ "msg": "This is a message sent to the test room" });
-                node.broadcast_to_room("testRoom", "1000", "roomSay", &msg, RoomOptions::default()).await?;
+                node.to_room("testRoom", "1000").emit("roomSay", &msg).await?;
             }
             _ = tokio::signal::ctrl_c() => break,
         }

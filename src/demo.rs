@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::{close_codes, system, ClientEvent, Node, RoomOptions};
+use crate::{close_codes, system, ClientEvent, Node};
 
 /// The room namespace of the demo.
 pub const NAMESPACE: &str = "chat";
@@ -95,23 +95,20 @@ async fn command(node: &Node, data: &Value) -> String {
     };
     let push = json!({ "action": action, "msg": data["msg"] });
     let sent = match action {
-        "broadcast" => node.broadcast("say", &push).await,
+        "broadcast" => node.broadcast().emit("say", &push).await,
         "toPlayer" => match id_field(data, "toPlayerId") {
-            Some(id) => node.to_socket_id(&id, "say", &push).await,
+            Some(id) => node.to(&id).emit("say", &push).await,
             None => return "Missing toPlayerId".to_owned(),
         },
         "toPlayers" => match data["toPlayerIds"].as_array() {
             Some(ids) => {
                 let ids: Vec<String> = ids.iter().filter_map(id_value).collect();
-                node.to_socket_ids(&ids, "say", &push).await
+                node.to(&ids).emit("say", &push).await
             }
             None => return "Missing toPlayerIds".to_owned(),
         },
         "toRoom" => match id_field(data, "roomId") {
-            Some(room) => {
-                node.broadcast_to_room(NAMESPACE, &room, "say", &push, RoomOptions::default())
-                    .await
-            }
+            Some(room) => node.to_room(NAMESPACE, &room).emit("say", &push).await,
             None => return "Missing roomId".to_owned(),
         },
         _ => return "Unknown action type".to_owned(),

@@ -34,7 +34,7 @@
 //!     let id = ev.socket().socket_id().ok_or(Error::Closed)?;
 //!     let room: String = serde_json::from_value(ev.value()["roomId"].clone()).map_err(Error::Decode)?;
 //!     ev.node().join_room("chat", &room, &id).await?;
-//!     ev.node().broadcast_to_room("chat", &room, "say", &"welcome", Default::default()).await?;
+//!     ev.node().to_room("chat", &room).emit("say", &"welcome").await?;
 //!     Ok::<_, Error>(())
 //! });
 //!
@@ -57,17 +57,17 @@
 
 #[doc(inline)]
 pub use crosswire_core::{
-    close_codes, system, Answer, BrokerError, BrokerErrorKind, CallbackId, ClientEvent, CloseEvent,
-    Cluster, CrossEmit, CrossEvent, CrossReply, CrossResult, CustomMessage, Delivery,
+    close_codes, system, Answer, Broadcast, BrokerError, BrokerErrorKind, CallbackId, ClientEvent,
+    CloseEvent, Cluster, CrossEmit, CrossEvent, CrossReply, CrossResult, CustomMessage, Delivery,
     DuplicateBind, Error, ErrorEvent, HandlerResult, Listen, ListenerId, Match, Member,
     MessageEvent, MetricsSnapshot, Node, NodeBuilder, NodeOptions, Off, OptionsError, Payload,
-    ReplyHandle, ReplyStream, RequestInfo, RoomOptions, ShutdownReport, Socket, SystemEvent,
-    BACKGROUND_EVENT, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_AUTH_TIMEOUT,
+    ReplyHandle, ReplyStream, RequestInfo, ShutdownReport, Socket, SocketIds, SystemEvent, ToRoom,
+    ToSockets, BACKGROUND_EVENT, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_AUTH_TIMEOUT,
     DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX, DEFAULT_COMPRESSION_THRESHOLD,
     DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_CROSS_TIMEOUT, DEFAULT_HEARTBEAT,
     DEFAULT_MAX_EVENT_NAME_LEN, DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS,
-    DEFAULT_MAX_ROOMS_PER_SOCKET, DEFAULT_MISSED_ANNOUNCEMENTS, DEFAULT_SERVER_PING_INTERVAL,
-    DEFAULT_WS_PREFIX, MAX_MEMBERS, STANDALONE_SERVER_NAME,
+    DEFAULT_MAX_ROOMS_PER_SOCKET, DEFAULT_METRICS_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS,
+    DEFAULT_SERVER_PING_INTERVAL, DEFAULT_WS_PREFIX, MAX_MEMBERS, STANDALONE_SERVER_NAME,
 };
 
 /// For broker authors: the [`broker::Broker`] trait a broker implements, the inbound queue it
@@ -75,20 +75,21 @@ pub use crosswire_core::{
 pub mod broker {
     #[doc(inline)]
     pub use crosswire_core::{
-        inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerMessage, Inbound,
-        InboundSender, INBOUND_CAPACITY, NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST,
-        WS_PRIVATE_SOCKET,
+        inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerHealth,
+        BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY, NODE_INBOX, SERVER_BRIDGE,
+        WS_BROADCAST, WS_PRIVATE_SOCKET,
     };
 }
 
 /// For transport authors: the [`transport::Transport`] a client transport gives the node for
-/// each connection, what it tells the node about the opening request, the counters it adds
-/// to, and the frame codec of the client protocol.
+/// each connection, the [`transport::Connection`] it gets back and feeds what it reads, what it
+/// tells the node about the opening request, what it counts
+/// ([`transport::TransportCount`]), and the frame codec of the client protocol.
 pub mod transport {
     #[doc(inline)]
     pub use crosswire_core::{
-        frame, Backoff, Listeners, LogLimiter, Metrics, ParseOptions, RequestInfo, SendError,
-        Transport,
+        frame, Backoff, Connection, Listeners, LogLimiter, ParseOptions, RequestInfo, SendError,
+        Transport, TransportCount,
     };
 }
 

@@ -136,7 +136,8 @@ async fn http_routes_and_websockets_share_one_port() {
     let plain = http_get(addr, "/ws").await;
     assert!(plain.starts_with("HTTP/1.1 426"), "{plain}");
 
-    node.broadcast("serverSay", &json!("to the shared-port client"))
+    node.broadcast()
+        .emit("serverSay", &json!("to the shared-port client"))
         .await
         .expect("broadcast");
     assert_eq!(
@@ -160,7 +161,8 @@ async fn a_request_authenticated_before_the_upgrade_is_bound_from_the_start() {
                 .socket("user-7")
                 .map(|bound| bound.same_connection(&socket));
             let welcome = n
-                .to_socket_id("user-7", "welcome", &json!({ "msg": "hello user 7" }))
+                .to("user-7")
+                .emit("welcome", &json!({ "msg": "hello user 7" }))
                 .await
                 .map(|delivery| delivery.local);
             let _ = tx.send((socket.socket_id(), bound_here, welcome));
@@ -214,7 +216,8 @@ async fn a_request_authenticated_before_the_upgrade_is_bound_from_the_start() {
         ("welcome".to_owned(), json!({ "msg": "hello user 7" }))
     );
 
-    node.to_socket_id("user-7", "news", &json!([1, 2, 3]))
+    node.to("user-7")
+        .emit("news", &json!([1, 2, 3]))
         .await
         .expect("to_socket_id");
     assert_eq!(

@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use crosswire::memory::{MemoryBroker, MemoryHub};
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{
-    system, CrossReply, DuplicateBind, Match, Member, Node, NodeBuilder, ReplyHandle, RoomOptions,
-};
+use crosswire::{system, CrossReply, DuplicateBind, Match, Member, Node, NodeBuilder, ReplyHandle};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -281,7 +279,8 @@ async fn pushes(client: &mut TestClient, who: &str, n: usize) -> Vec<(String, Va
 async fn send_unicasts(node: &Node, socket_id: &str, n: usize) {
     for seq in 0..n {
         let payload = json!({ "from": node.server_name(), "seq": seq });
-        node.to_socket_id(socket_id, "note", &payload)
+        node.to(socket_id)
+            .emit("note", &payload)
             .await
             .expect("unicast");
     }
@@ -860,15 +859,10 @@ async fn cluster_queries_and_actions() {
             .expect("join")
             .value
     );
-    w0.broadcast_to_room(
-        "chat",
-        "vip",
-        "say",
-        &json!("vip-1"),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("room broadcast");
+    w0.to_room("chat", "vip")
+        .emit("say", &json!("vip-1"))
+        .await
+        .expect("room broadcast");
     assert_eq!(p9.recv_push().await, ("say".to_owned(), json!("vip-1")));
     assert_eq!(
         cluster
@@ -895,16 +889,12 @@ async fn cluster_queries_and_actions() {
         again.answered,
         names(&["backend", "w0", "w1", "w2", "w3", "w4"])
     );
-    w0.broadcast_to_room(
-        "chat",
-        "vip",
-        "say",
-        &json!("vip-2"),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("room broadcast");
-    w0.to_socket_id("p9", "say", &json!("marker"))
+    w0.to_room("chat", "vip")
+        .emit("say", &json!("vip-2"))
+        .await
+        .expect("room broadcast");
+    w0.to("p9")
+        .emit("say", &json!("marker"))
         .await
         .expect("unicast");
     assert_eq!(p9.recv_push().await, ("say".to_owned(), json!("marker")));
@@ -994,7 +984,8 @@ async fn newcomer_learns_members_and_bindings_at_once() {
     let before = (envelopes(a), envelopes(b));
     newcomer
         .node
-        .to_socket_id("k1", "note", &json!({ "from": "n", "seq": 0 }))
+        .to("k1")
+        .emit("note", &json!({ "from": "n", "seq": 0 }))
         .await
         .expect("unicast");
     assert_in_order_per_sender(&pushes(&mut client, "k1", 1).await, &["n"], 1);
@@ -1158,7 +1149,8 @@ async fn reply_from_logic_node() {
             let answer = json!({ "n": n, "double": 2 * n, "for": socket_id, "by": "L" });
             logic.reply_to(&handle, &answer).await.expect("reply_to");
             logic
-                .to_socket_id(&socket_id, "update", &json!({ "n": n }))
+                .to(&socket_id)
+                .emit("update", &json!({ "n": n }))
                 .await
                 .expect("push");
         }

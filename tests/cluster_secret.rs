@@ -283,7 +283,8 @@ async fn envelope_signed_with(secret: &[u8], msg: &str) -> Bytes {
         .build()
         .await
         .expect("build the signing node");
-    node.broadcast("say", &json!({ "action": "broadcast", "msg": msg }))
+    node.broadcast()
+        .emit("say", &json!({ "action": "broadcast", "msg": msg }))
         .await
         .expect("broadcast");
     let mut published = observed.published_on(BROADCAST);

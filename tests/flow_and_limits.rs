@@ -386,7 +386,8 @@ async fn shutdown_flushes_closes_with_1001_fails_pending_collections_and_unsubsc
         clients.push(TestClient::served(addr, &id.to_string()).await);
     }
     // Queued right before the shutdown: every client gets it before the close.
-    a.broadcast("last", &json!("words"))
+    a.broadcast()
+        .emit("last", &json!("words"))
         .await
         .expect("broadcast");
     // A collection waiting for a node that never answers.
@@ -456,9 +457,9 @@ async fn a_connection_registered_during_shutdown_is_closed_at_once_and_upgrades_
     // without running its connection handlers (which would bind it).
     let late = Recorded::default();
     let request = crosswire::RequestInfo::parse("/?id=late", Default::default(), None);
-    let socket = node.connect(request, Box::new(late.clone())).await;
+    let connection = node.connect(request, Box::new(late.clone())).await;
     assert_eq!(*late.0.lock().expect("closes"), [1001]);
-    assert_eq!(socket.socket_id(), None);
+    assert_eq!(connection.socket().socket_id(), None);
 
     // And the acceptor refuses new upgrades.
     let request = hyper::Request::get("/?id=1")

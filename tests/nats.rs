@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crosswire::broker::Broker;
 use crosswire::nats::NatsBroker;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{Node, RoomOptions};
+use crosswire::Node;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -448,7 +448,8 @@ async fn nodes_on_two_routed_nats_servers_reach_each_other() {
     until_probe_arrives(&mut pb, "broadcast a -> b", |probe| {
         let node = a.node.clone();
         async move {
-            node.broadcast("probe", &probe)
+            node.broadcast()
+                .emit("probe", &probe)
                 .await
                 .expect("probe broadcast");
         }
@@ -457,7 +458,8 @@ async fn nodes_on_two_routed_nats_servers_reach_each_other() {
     until_probe_arrives(&mut pb, "unicast a -> b", |probe| {
         let node = a.node.clone();
         async move {
-            node.to_socket_id("pb", "probe", &probe)
+            node.to("pb")
+                .emit("probe", &probe)
                 .await
                 .expect("probe unicast");
         }
@@ -466,7 +468,8 @@ async fn nodes_on_two_routed_nats_servers_reach_each_other() {
     until_probe_arrives(&mut pb, "room a -> b", |probe| {
         let node = a.node.clone();
         async move {
-            node.broadcast_to_room("chat", "r1", "probe", &probe, RoomOptions::default())
+            node.to_room("chat", "r1")
+                .emit("probe", &probe)
                 .await
                 .expect("probe room");
         }
@@ -475,7 +478,8 @@ async fn nodes_on_two_routed_nats_servers_reach_each_other() {
     until_probe_arrives(&mut pa, "broadcast b -> a", |probe| {
         let node = b.node.clone();
         async move {
-            node.broadcast("probe", &probe)
+            node.broadcast()
+                .emit("probe", &probe)
                 .await
                 .expect("probe broadcast");
         }
@@ -575,38 +579,29 @@ async fn app_scenario(brokers: [Arc<dyn Broker>; 2]) -> Vec<String> {
     let sent = [
         (
             "broadcast",
-            node.broadcast("news", &json!({ "n": 1 })).await,
+            node.broadcast().emit("news", &json!({ "n": 1 })).await,
         ),
         (
             "to_socket_id p2",
-            node.to_socket_id("p2", "direct", &json!({ "n": 2 })).await,
+            node.to("p2").emit("direct", &json!({ "n": 2 })).await,
         ),
         (
             "to_socket_ids p1 p3",
-            node.to_socket_ids(["p1", "p3"], "several", &json!({ "n": 3 }))
+            node.to(["p1", "p3"])
+                .emit("several", &json!({ "n": 3 }))
                 .await,
         ),
         (
             "broadcast_to_room r1",
-            node.broadcast_to_room(
-                "chat",
-                "r1",
-                "room",
-                &json!({ "n": 4 }),
-                RoomOptions::default(),
-            )
-            .await,
+            node.to_room("chat", "r1")
+                .emit("room", &json!({ "n": 4 }))
+                .await,
         ),
         (
             "broadcast_to_room r2",
-            node.broadcast_to_room(
-                "chat",
-                "r2",
-                "room",
-                &json!({ "n": 5 }),
-                RoomOptions::default(),
-            )
-            .await,
+            node.to_room("chat", "r2")
+                .emit("room", &json!({ "n": 5 }))
+                .await,
         ),
     ];
     for (what, delivery) in sent {

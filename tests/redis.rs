@@ -235,6 +235,10 @@ async fn killing_one_redis_moves_publishing_to_the_survivor_without_loss() {
     );
     receive(&mut got, 300, &mut received).await;
     assert_eq!(broker_a.healthy_count(ConnectionKind::Subscriber), 1);
+    // A publisher and a subscriber per Redis server; r1's subscriber at least is down.
+    let status = crosswire::broker::Broker::health(&*broker_a);
+    assert_eq!(status.connections, 4);
+    assert!(status.healthy <= 3, "{status:?}");
     let r1_before = broker_a.instances()[0].published;
 
     r1.restart().await;

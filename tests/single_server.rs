@@ -237,7 +237,8 @@ async fn broadcast_reaches_every_bound_client_exactly_once() {
     // The server side: one local delivery per bound client, nothing published (no broker).
     let delivery = demo
         .node
-        .broadcast("serverSay", &json!({ "msg": "from the server" }))
+        .broadcast()
+        .emit("serverSay", &json!({ "msg": "from the server" }))
         .await
         .expect("broadcast");
     assert_eq!((delivery.local, delivery.published), (3, false));
@@ -343,7 +344,8 @@ async fn to_player_and_to_players_deliver_to_those_ids_only() {
     // The same from server code.
     let delivery = demo
         .node
-        .to_socket_id("3", "serverSay", &json!("only three"))
+        .to("3")
+        .emit("serverSay", &json!("only three"))
         .await
         .expect("to_socket_id");
     assert_eq!((delivery.local, delivery.published), (1, false));
@@ -353,7 +355,8 @@ async fn to_player_and_to_players_deliver_to_those_ids_only() {
     );
     let delivery = demo
         .node
-        .to_socket_ids(["1", "2", "missing"], "serverSay", &json!("one and two"))
+        .to(["1", "2", "missing"])
+        .emit("serverSay", &json!("one and two"))
         .await
         .expect("to_socket_ids");
     assert_eq!((delivery.local, delivery.published), (2, false));

@@ -156,7 +156,8 @@ async fn broadcasts_reach_anonymous_connections_on_every_node() {
     }
 
     let delivery = nodes[0]
-        .broadcast("news", &json!(1))
+        .broadcast()
+        .emit("news", &json!(1))
         .await
         .expect("broadcast");
     assert_eq!((delivery.local, delivery.published), (1, true));
@@ -167,7 +168,10 @@ async fn broadcasts_reach_anonymous_connections_on_every_node() {
         );
     }
     let local = nodes[1]
-        .broadcast_local("local", &json!(2))
+        .broadcast()
+        .local()
+        .emit("local", &json!(2))
+        .await
         .expect("local broadcast");
     assert_eq!(local.local, 1);
     assert_eq!(

@@ -101,8 +101,8 @@ use async_nats::{Client, ConnectOptions, Event, ServerAddr, Subscriber};
 use async_trait::async_trait;
 use bytes::Bytes;
 use crosswire_core::{
-    inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerMessage, Inbound,
-    InboundSender, LogLimiter,
+    inbound_channel, Backoff, Broker, BrokerError, BrokerErrorKind, BrokerHealth, BrokerMessage,
+    Inbound, InboundSender, LogLimiter,
 };
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -658,6 +658,12 @@ impl Broker for NatsBroker {
 
     fn take_inbound(&self) -> Option<Inbound> {
         self.inbound.lock().take()
+    }
+
+    /// One client connection (to one server of the NATS cluster at a time), healthy as
+    /// [`NatsBroker::is_healthy`] says.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth::new(1, usize::from(self.is_healthy()))
     }
 }
 

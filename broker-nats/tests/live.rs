@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use crosswire_core::{Broker, BrokerErrorKind, Inbound};
+use crosswire_core::{Broker, BrokerErrorKind, BrokerHealth, Inbound};
 use crosswire_nats::{NatsBroker, NatsBrokerError, NatsHealth, NatsHealthEvent};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -253,6 +253,7 @@ async fn health_follows_a_server_restart_and_subscriptions_come_back() {
         .await
         .unwrap();
     assert!(broker.is_healthy());
+    assert_eq!(broker.health(), BrokerHealth::new(1, 1));
     let mut inbound = broker.take_inbound().unwrap();
     broker.subscribe("room").await.unwrap();
 
@@ -263,6 +264,7 @@ async fn health_follows_a_server_restart_and_subscriptions_come_back() {
     assert!(!down.healthy);
     assert_eq!(down.server_name, "a");
     assert!(!broker.is_healthy());
+    assert_eq!(broker.health(), BrokerHealth::new(1, 0));
     let err = broker
         .publish("room", Bytes::from_static(b"lost"))
         .await

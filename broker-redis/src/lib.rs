@@ -93,7 +93,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use crosswire_core::{inbound_channel, Broker, BrokerError, Inbound};
+use crosswire_core::{inbound_channel, Broker, BrokerError, BrokerHealth, Inbound};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -287,6 +287,16 @@ impl Broker for RedisBroker {
 
     fn take_inbound(&self) -> Option<Inbound> {
         self.inbound.lock().take()
+    }
+
+    /// A publisher and a subscriber connection per Redis node, healthy as their last check
+    /// found them.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth::new(
+            2 * self.instance_count(),
+            self.shared.healthy_count(ConnectionKind::Publisher)
+                + self.shared.healthy_count(ConnectionKind::Subscriber),
+        )
     }
 }
 

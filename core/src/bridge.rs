@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -35,6 +35,7 @@ use crate::envelope::Body;
 use crate::events::CrossReplyTo;
 use crate::frame::Payload;
 use crate::metrics::Metrics;
+use crate::node::NodeInner;
 use crate::{Error, Node};
 
 /// Default time to wait for cross-server replies.
@@ -149,16 +150,29 @@ pub(crate) struct PendingReplies {
 }
 
 impl PendingReplies {
-    pub(crate) fn register(self: &Arc<Self>, expected: Expected, timeout: Duration) -> ReplyStream {
+    /// Registers a reply collection; `node` counts it, and its timeout if it comes to that.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        expected: Expected,
+        timeout: Duration,
+        node: Weak<NodeInner>,
+    ) -> ReplyStream {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let missing: Arc<Mutex<Vec<String>>> = Arc::default();
+        if let Some(node) = node.upgrade() {
+            Metrics::add(&node.metrics.cross_requests);
+        }
         let mut map = self.map.lock();
         let this = Arc::downgrade(self);
         let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(this) = this.upgrade() {
-                this.expire(id);
+                if this.expire(id) {
+                    if let Some(node) = node.upgrade() {
+                        Metrics::add(&node.metrics.cross_request_timeouts);
+                    }
+                }
             }
         });
         map.insert(
@@ -231,13 +245,16 @@ impl PendingReplies {
         });
     }
 
-    fn expire(&self, id: u64) {
-        if let Some(pending) = self.map.lock().remove(&id) {
-            pending.record_silent();
-            let _ = pending.tx.send(CrossReply::TimedOut {
-                unresponded: pending.expected.remaining(),
-            });
-        }
+    /// Ends collection `id` at its timeout; returns whether it was still waiting.
+    fn expire(&self, id: u64) -> bool {
+        let Some(pending) = self.map.lock().remove(&id) else {
+            return false;
+        };
+        pending.record_silent();
+        let _ = pending.tx.send(CrossReply::TimedOut {
+            unresponded: pending.expected.remaining(),
+        });
+        true
     }
 
     /// Ends every collection with [`CrossReply::ShutDown`]; returns how many there were.
@@ -617,7 +634,10 @@ impl<'a> CrossEmit<'a> {
         let route = self.route();
         let expected = self.expected();
         let payload = self.payload?;
-        let mut stream = collect.then(|| self.node.pending().register(expected, self.timeout));
+        let mut stream = collect.then(|| {
+            let node = Arc::downgrade(&self.node.inner);
+            self.node.pending().register(expected, self.timeout, node)
+        });
         if let Some(stream) = stream.as_mut() {
             span.record("callback", stream.id.0);
             stream.span = span.clone();
@@ -902,7 +922,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_collection_by_node_ends_when_each_replied_declined_or_left() {
         let pending = std::sync::Arc::new(super::PendingReplies::default());
-        let stream = pending.register(expecting(&["a", "b", "c"]), Duration::from_secs(60));
+        let stream = pending.register(
+            expecting(&["a", "b", "c"]),
+            Duration::from_secs(60),
+            std::sync::Weak::new(),
+        );
         let id = stream.callback_id().0;
         let reply = crate::frame::Payload::encode(&1).unwrap();
         assert!(pending.deliver(id, "a", Some(&reply)));
@@ -931,7 +955,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_timeout_names_the_silent_nodes() {
         let pending = std::sync::Arc::new(super::PendingReplies::default());
-        let stream = pending.register(expecting(&["a", "b", "c"]), Duration::from_secs(1));
+        let stream = pending.register(
+            expecting(&["a", "b", "c"]),
+            Duration::from_secs(1),
+            std::sync::Weak::new(),
+        );
         let reply = crate::frame::Payload::encode(&1).unwrap();
         pending.deliver(stream.callback_id().0, "b", Some(&reply));
         let result = stream.collect().await;

@@ -37,6 +37,33 @@ pub fn inbound_channel() -> (InboundSender, Inbound) {
     mpsc::channel(INBOUND_CAPACITY)
 }
 
+/// How many connections a broker keeps to its servers, and how many of them work right now
+/// (see [`Broker::health`]); exported as the `crosswire_broker_connections` and
+/// `crosswire_broker_connections_healthy` gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BrokerHealth {
+    /// Connections to broker servers the broker keeps (or tries to keep).
+    pub connections: usize,
+    /// Those of them that are usable right now.
+    pub healthy: usize,
+}
+
+impl BrokerHealth {
+    /// `healthy` of `connections` connections work.
+    ///
+    /// ```
+    /// let health = crosswire_core::BrokerHealth::new(4, 3);
+    /// assert_eq!((health.connections, health.healthy), (4, 3));
+    /// ```
+    pub fn new(connections: usize, healthy: usize) -> Self {
+        BrokerHealth {
+            connections,
+            healthy: healthy.min(connections),
+        }
+    }
+}
+
 /// A publish/subscribe transport between crosswire nodes.
 ///
 /// Semantics every implementation must keep (the conformance suite checks them):
@@ -67,4 +94,10 @@ pub trait Broker: Send + Sync + 'static {
     /// Hands over the stream of inbound messages. Returns `None` after the first call: a
     /// broker instance serves exactly one node.
     fn take_inbound(&self) -> Option<Inbound>;
+
+    /// The state of the broker's connections, for metrics. The default, for brokers without
+    /// connections of their own (in-memory), is one connection, always healthy.
+    fn health(&self) -> BrokerHealth {
+        BrokerHealth::new(1, 1)
+    }
 }

@@ -184,9 +184,9 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// // A connection not bound to a socket id is not counted.
-    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
+    /// let _client = node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
     /// assert_eq!(node.cluster().client_count().await?.value, 1);
     /// # Ok(()) }
     /// ```
@@ -217,7 +217,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().server_name("a").build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// let answer = node.cluster().clients_by_node().await?;
     /// assert_eq!(answer.value["a"], 1);
     /// # Ok(()) }
@@ -250,7 +250,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().room_socket_ids("chat", Some("lobby"), Match::Exact).await?;
     /// assert!(answer.value.contains("alice"));
@@ -291,8 +291,9 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
+    /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "lobby-1"), ("bob", "lobby-2")] {
-    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
     ///     node.join_room("chat", room, id).await?;
     /// }
     /// let answer = node.cluster().room_socket_count("chat", Some("lobby-"), Match::Prefix).await?;
@@ -328,7 +329,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().room_sizes("chat").await?;
     /// assert_eq!(answer.value["lobby"], 1);
@@ -367,7 +368,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().joined_rooms("alice", None).await?;
     /// assert!(answer.value["chat"].contains("lobby"));
@@ -410,7 +411,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().server_name("a").build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// assert_eq!(node.cluster().node_of("alice").await?.value.as_deref(), Some("a"));
     /// assert_eq!(node.cluster().node_of("bob").await?.value, None);
     /// # Ok(()) }
@@ -444,7 +445,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// assert!(node.cluster().is_online("alice").await?.value);
     /// assert!(!node.cluster().is_online("bob").await?.value);
     /// # Ok(()) }
@@ -474,12 +475,12 @@ impl<'a> Cluster<'a> {
     /// #     fn terminate(&self) {}
     /// # }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
-    /// use crosswire_core::{Node, RequestInfo};
+    /// use crosswire_core::{close_codes, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
-    /// assert!(node.cluster().disconnect("alice", 4000, "bye").await?.value);
-    /// assert!(!node.cluster().disconnect("bob", 4000, "bye").await?.value); // not found
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// assert!(node.cluster().disconnect("alice", close_codes::FORCED_LOGOUT, "bye").await?.value);
+    /// assert!(!node.cluster().disconnect("bob", close_codes::FORCED_LOGOUT, "bye").await?.value); // not found
     /// # Ok(()) }
     /// ```
     pub async fn disconnect(
@@ -515,7 +516,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// assert!(node.cluster().join_room("chat", "lobby", "alice").await?.value);
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// # Ok(()) }
@@ -549,7 +550,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.cluster().leave_room("chat", "lobby", "alice").await?.value);
     /// assert!(!node.is_joined("alice", "chat", None));
@@ -748,8 +749,9 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
+    /// let mut clients = Vec::new();
     /// for id in ["alice", "bob"] {
-    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
     ///     node.join_room("chat", "lobby", id).await?;
     /// }
     /// node.join_room("chat", "help", "alice").await?;

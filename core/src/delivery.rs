@@ -1,11 +1,8 @@
-//! Delivering pushes to clients: everyone, one socket id, many socket ids, a room.
+//! Delivering pushes to clients: everyone, many socket ids, a room (addressed through
+//! `recipients`: [`Node::broadcast`], [`Node::to`], [`Node::to_room`]).
 //!
 //! Each push is encoded once. Local recipients get the same bytes queued directly (never
 //! through the broker); other nodes get them inside one envelope and write them unchanged.
-//!
-//! The examples connect clients through `TestTransport`, a minimal [`Transport`](crate::Transport)
-//! defined in their hidden lines, which drops (or records) the frames a real transport would
-//! write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,160 +17,41 @@ use crate::node::State;
 use crate::{Error, Node, Socket};
 
 impl Node {
-    /// Pushes `event` to every open connection of the cluster, bound to a socket id or not
-    /// (anonymous viewers too), as the JavaScript package's `broadcast` did.
-    ///
-    /// # Errors
-    /// [`Error::Encode`] for an unserializable payload; a broker error if it could not be
-    /// published (local clients have it already).
-    ///
-    /// ```
-    /// # use crosswire_core::{SendError, Transport};
-    /// # struct TestTransport;
-    /// # impl Transport for TestTransport {
-    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
-    /// #     fn ping(&self) {}
-    /// #     fn close(&self, _: u16, _: &str) {}
-    /// #     fn terminate(&self) {}
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
-    /// use crosswire_core::{Node, RequestInfo};
-    ///
-    /// let node = Node::builder().build().await?;
-    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await; // a client, not bound
-    /// let delivery = node.broadcast("news", &"hello").await?;
-    /// // Queued on the one connection; a standalone node has no broker to publish to.
-    /// assert_eq!((delivery.local, delivery.published), (1, false));
-    /// # Ok(()) }
-    /// ```
-    pub async fn broadcast<T: Serialize + ?Sized>(
+    /// Pushes `event` to every open connection of the cluster (or of this node only, with
+    /// `local`); see [`Node::broadcast`].
+    pub(crate) async fn push_to_all<T: Serialize + ?Sized>(
         &self,
         event: &str,
         payload: &T,
+        local: bool,
     ) -> Result<Delivery, Error> {
         let frame = encode_push(event, payload)?;
-        let local = self.deliver_to_all(&frame);
-        let published = self
-            .publish_envelope(
+        let delivered = self.deliver_to_all(&frame);
+        let published = if local {
+            false
+        } else {
+            self.publish_envelope(
                 &self.inner().names.broadcast,
                 Body::Broadcast { frame: &frame },
             )
-            .await?;
-        Ok(Delivery { local, published })
-    }
-
-    /// Pushes `event` to every open connection of this node only, bound or not.
-    ///
-    /// # Errors
-    /// [`Error::Encode`] for an unserializable payload.
-    ///
-    /// ```
-    /// # use crosswire_core::{SendError, Transport};
-    /// # struct TestTransport;
-    /// # impl Transport for TestTransport {
-    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
-    /// #     fn ping(&self) {}
-    /// #     fn close(&self, _: u16, _: &str) {}
-    /// #     fn terminate(&self) {}
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
-    /// use crosswire_core::{Node, RequestInfo};
-    ///
-    /// let node = Node::builder().build().await?;
-    /// node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
-    /// let delivery = node.broadcast_local("news", &"hello")?;
-    /// assert_eq!((delivery.local, delivery.published), (1, false));
-    /// # Ok(()) }
-    /// ```
-    pub fn broadcast_local<T: Serialize + ?Sized>(
-        &self,
-        event: &str,
-        payload: &T,
-    ) -> Result<Delivery, Error> {
-        let frame = encode_push(event, payload)?;
+            .await?
+        };
         Ok(Delivery {
-            local: self.deliver_to_all(&frame),
-            published: false,
+            local: delivered,
+            published,
         })
     }
 
-    /// Pushes `event` to the client bound to `socket_id`, on whichever node it is.
-    ///
-    /// # Errors
-    /// [`Error::Encode`]; a broker error when the id is not local and could not be published.
-    ///
-    /// ```
-    /// # use crosswire_core::{SendError, Transport};
-    /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
-    /// # impl Transport for TestTransport {
-    /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
-    /// #         self.0.send(frame).map_err(|_| SendError::Closed)
-    /// #     }
-    /// #     fn ping(&self) {}
-    /// #     fn close(&self, _: u16, _: &str) {}
-    /// #     fn terminate(&self) {}
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use crosswire_core::{Node, RequestInfo};
-    ///
-    /// let node = Node::builder().build().await?;
-    /// let (tx, frames) = std::sync::mpsc::channel();
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport(tx)), "alice").await;
-    /// let delivery = node.to_socket_id("alice", "chat", &"hi").await?;
-    /// assert_eq!(delivery.local, 1);
-    /// assert_eq!(frames.try_recv()?, r#"{"event":"chat","payload":"hi"}"#);
-    /// # Ok(()) }
-    /// ```
-    pub async fn to_socket_id<T: Serialize + ?Sized>(
+    /// Pushes `event` to the clients bound to `socket_ids`, wherever they are: local ones
+    /// directly, the rest in one message per node (see [`Node::to`]).
+    pub(crate) async fn push_to_ids<'a, T: Serialize + ?Sized>(
         &self,
-        socket_id: &str,
+        socket_ids: impl Iterator<Item = &'a str>,
         event: &str,
         payload: &T,
     ) -> Result<Delivery, Error> {
-        self.to_socket_ids([socket_id], event, payload).await
-    }
-
-    /// Pushes `event` to the clients bound to `socket_ids`, wherever they are: local ones
-    /// directly, the rest in one message to the other nodes.
-    ///
-    /// # Errors
-    /// [`Error::Encode`]; a broker error when remote ids could not be published.
-    ///
-    /// ```
-    /// # use crosswire_core::{SendError, Transport};
-    /// # struct TestTransport;
-    /// # impl Transport for TestTransport {
-    /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
-    /// #     fn ping(&self) {}
-    /// #     fn close(&self, _: u16, _: &str) {}
-    /// #     fn terminate(&self) {}
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
-    /// use crosswire_core::{Node, RequestInfo};
-    ///
-    /// let node = Node::builder().build().await?;
-    /// for id in ["alice", "bob"] {
-    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
-    /// }
-    /// // carol is bound nowhere; a node with a broker would publish the push for her.
-    /// let delivery = node.to_socket_ids(["alice", "bob", "carol"], "chat", &"hi").await?;
-    /// assert_eq!(delivery.local, 2);
-    /// # Ok(()) }
-    /// ```
-    pub async fn to_socket_ids<I, S, T>(
-        &self,
-        socket_ids: I,
-        event: &str,
-        payload: &T,
-    ) -> Result<Delivery, Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-        T: Serialize + ?Sized,
-    {
         let frame = encode_push(event, payload)?;
-        let ids: Vec<S> = socket_ids.into_iter().collect();
-        let (local, remote) = self.deliver_to_open(ids.iter().map(AsRef::as_ref), &frame);
+        let (local, remote) = self.deliver_to_open(socket_ids, &frame);
         let published = self.publish_unicast(remote, &frame, false).await?;
         Ok(Delivery { local, published })
     }
@@ -186,17 +64,20 @@ impl Node {
         ids: impl Iterator<Item = &'a str>,
         frame: &Bytes,
     ) -> (usize, Vec<&'a str>) {
-        let state = self.inner().state.read();
         let mut delivered = 0;
         let mut elsewhere = Vec::new();
-        for id in ids {
-            match state.bound.get(id) {
-                Some(socket) if socket.is_open() => {
-                    delivered += usize::from(self.send_counted(socket, frame));
+        {
+            let state = self.inner().state.read();
+            for id in ids {
+                match state.bound.get(id) {
+                    Some(socket) if socket.is_open() => {
+                        delivered += usize::from(self.send_counted(socket, frame));
+                    }
+                    _ => elsewhere.push(id),
                 }
-                _ => elsewhere.push(id),
             }
         }
+        self.inner().metrics.count_push(delivered, frame.len());
         (delivered, elsewhere)
     }
 
@@ -277,39 +158,8 @@ impl Node {
         });
     }
 
-    /// Pushes `event` to the members of `room` in `namespace` on every node.
-    ///
-    /// # Errors
-    /// [`Error::Encode`]; [`Error::InvalidName`] for a reserved namespace; a broker error if it
-    /// could not be published (local members have it already).
-    ///
-    /// ```
-    /// # use crosswire_core::{SendError, Transport};
-    /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
-    /// # impl Transport for TestTransport {
-    /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
-    /// #         self.0.send(frame).map_err(|_| SendError::Closed)
-    /// #     }
-    /// #     fn ping(&self) {}
-    /// #     fn close(&self, _: u16, _: &str) {}
-    /// #     fn terminate(&self) {}
-    /// # }
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use crosswire_core::{Node, RequestInfo, RoomOptions};
-    ///
-    /// let node = Node::builder().build().await?;
-    /// let (tx, frames) = std::sync::mpsc::channel();
-    /// for id in ["alice", "bob"] {
-    ///     let client = TestTransport(tx.clone());
-    ///     node.connect_bound(RequestInfo::default(), Box::new(client), id).await;
-    ///     node.join_room("chat", "lobby", id).await?;
-    /// }
-    /// let except_bob = RoomOptions::default().exclude(["bob"]);
-    /// let delivery = node.broadcast_to_room("chat", "lobby", "say", &"hi", except_bob).await?;
-    /// assert_eq!((delivery.local, frames.try_iter().count()), (1, 1)); // alice only
-    /// # Ok(()) }
-    /// ```
-    pub async fn broadcast_to_room<T: Serialize + ?Sized>(
+    /// Pushes `event` to the members of `room` in `namespace` (see [`Node::to_room`]).
+    pub(crate) async fn push_to_room<T: Serialize + ?Sized>(
         &self,
         namespace: &str,
         room: &str,
@@ -341,7 +191,10 @@ impl Node {
     }
 
     pub(crate) fn deliver_to_all(&self, frame: &Bytes) -> usize {
-        self.for_each_connection(|socket| usize::from(self.send_counted(socket, frame)))
+        let delivered =
+            self.for_each_connection(|socket| usize::from(self.send_counted(socket, frame)));
+        self.inner().metrics.count_push(delivered, frame.len());
+        delivered
     }
 
     pub(crate) fn deliver_to_room(
@@ -351,16 +204,19 @@ impl Node {
         exclude: &[&str],
         frame: &Bytes,
     ) -> usize {
-        let state: &State = &self.inner().state.read();
         let mut delivered = 0;
-        state.rooms.for_each_member(namespace, room, |id| {
-            if exclude.contains(&&**id) {
-                return;
-            }
-            if let Some(socket) = state.bound.get(id) {
-                delivered += usize::from(self.send_counted(socket, frame));
-            }
-        });
+        {
+            let state: &State = &self.inner().state.read();
+            state.rooms.for_each_member(namespace, room, |id| {
+                if exclude.contains(&&**id) {
+                    return;
+                }
+                if let Some(socket) = state.bound.get(id) {
+                    delivered += usize::from(self.send_counted(socket, frame));
+                }
+            });
+        }
+        self.inner().metrics.count_push(delivered, frame.len());
         delivered
     }
 
@@ -399,7 +255,12 @@ impl Node {
             tracing::error!(error = %e, "could not encode an envelope");
             Error::invalid("envelope", "it could not be encoded")
         })?;
-        broker.publish(channel, bytes).await.map_err(|e| {
+        let started = std::time::Instant::now();
+        let published = broker.publish(channel, bytes).await;
+        inner
+            .publish_seconds
+            .record(started.elapsed().as_secs_f64());
+        published.map_err(|e| {
             Metrics::add(&inner.metrics.publish_failures);
             if let Some(held_back) = inner.publish_failure_log.allow() {
                 tracing::warn!(channel, error = %e, held_back, "publish failed");
@@ -410,9 +271,9 @@ impl Node {
     }
 }
 
-/// Options of [`Node::broadcast_to_room`].
+/// How a room push is narrowed ([`ToRoom`](crate::ToRoom) builds it).
 #[derive(Debug, Clone, Default)]
-pub struct RoomOptions {
+pub(crate) struct RoomOptions {
     pub(crate) exclude: Vec<String>,
     pub(crate) local_only: bool,
     pub(crate) destroy: bool,
@@ -420,7 +281,7 @@ pub struct RoomOptions {
 
 impl RoomOptions {
     /// Skips these socket ids. Default: none.
-    pub fn exclude<I, S>(mut self, ids: I) -> Self
+    pub(crate) fn exclude<I, S>(mut self, ids: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -430,13 +291,13 @@ impl RoomOptions {
     }
 
     /// Delivers to this node's members only. Default: `false`.
-    pub fn local_only(mut self) -> Self {
+    pub(crate) fn local_only(mut self) -> Self {
         self.local_only = true;
         self
     }
 
     /// Removes the room after delivering, on every node that has it. Default: `false`.
-    pub fn destroy(mut self) -> Self {
+    pub(crate) fn destroy(mut self) -> Self {
         self.destroy = true;
         self
     }

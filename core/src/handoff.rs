@@ -31,7 +31,7 @@ impl ReplyHandle {
     }
 
     /// The client's socket id when the request came, if it was bound (for pushes with
-    /// [`Node::to_socket_id`]).
+    /// [`Node::to`]).
     pub fn socket_id(&self) -> Option<&str> {
         self.socket_id.as_deref()
     }

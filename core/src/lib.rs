@@ -5,12 +5,13 @@
 //! crate and implement [`Transport`] or [`Broker`].
 //!
 //! # A message's path
-//! 1. A transport reads a text frame and calls [`Node::handle_text`]; [`frame`] parses it
+//! 1. A transport reads a text frame and hands it to its [`Connection`] (from
+//!    [`Node::connect`]); [`frame`] parses it
 //!    (heartbeat, `$background`, or an application event) and the node runs the handlers
 //!    registered with [`Node::on`].
-//! 2. A handler delivers with [`Node::broadcast`], [`Node::to_socket_id`],
-//!    [`Node::to_socket_ids`] or [`Node::broadcast_to_room`] (module `delivery`): the push is
-//!    encoded once, queued on local connections, then wrapped in one envelope and published.
+//! 2. A handler delivers with [`Node::broadcast`], [`Node::to`] or [`Node::to_room`] (module
+//!    `recipients`) and `emit` (module `delivery`): the push is encoded once, queued on local
+//!    connections, then wrapped in one envelope and published.
 //! 3. Other nodes receive the envelope from their broker (module `inbound`), decode it without
 //!    copying the push, and queue the same bytes on their own connections.
 //!
@@ -40,6 +41,7 @@ mod broker;
 mod channels;
 pub mod close_codes;
 mod cluster;
+mod connection;
 mod custom_channels;
 mod delivery;
 mod directory;
@@ -59,11 +61,13 @@ mod membership;
 mod metrics;
 mod node;
 mod options;
+mod recipients;
 mod room_index;
 mod rooms;
 mod shutdown;
 mod signing;
 mod socket;
+mod telemetry;
 mod transport;
 
 pub use backoff::Backoff;
@@ -71,12 +75,13 @@ pub use bridge::{
     CallbackId, CrossEmit, CrossReply, CrossResult, ReplyStream, DEFAULT_CROSS_TIMEOUT,
 };
 pub use broker::{
-    inbound_channel, Broker, BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY,
+    inbound_channel, Broker, BrokerHealth, BrokerMessage, Inbound, InboundSender, INBOUND_CAPACITY,
 };
 pub use channels::{NODE_INBOX, SERVER_BRIDGE, WS_BROADCAST, WS_PRIVATE_SOCKET};
 pub use cluster::{Answer, Cluster};
+pub use connection::Connection;
 pub use custom_channels::CustomMessage;
-pub use delivery::{Delivery, RoomOptions};
+pub use delivery::Delivery;
 pub use error::{BrokerError, BrokerErrorKind, Error, OptionsError};
 pub use events::{
     system, ClientEvent, CloseEvent, CrossEvent, ErrorEvent, MessageEvent, SystemEvent,
@@ -91,14 +96,15 @@ pub use listeners::{HandlerResult, Listen, ListenerId, Listeners, Off};
 pub use membership::{
     Member, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_MISSED_ANNOUNCEMENTS, MAX_MEMBERS,
 };
-pub use metrics::{LogLimiter, Metrics, MetricsSnapshot};
+pub use metrics::{LogLimiter, MetricsSnapshot};
 pub use node::{Node, BACKGROUND_EVENT};
 pub use options::{
     DuplicateBind, NodeBuilder, NodeOptions, DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX,
-    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_SERVER_PING_INTERVAL,
-    DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
+    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_METRICS_INTERVAL,
+    DEFAULT_SERVER_PING_INTERVAL, DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
 };
+pub use recipients::{Broadcast, SocketIds, ToRoom, ToSockets};
 pub use room_index::Match;
 pub use shutdown::ShutdownReport;
 pub use socket::Socket;
-pub use transport::{ParseOptions, RequestInfo, SendError, Transport};
+pub use transport::{ParseOptions, RequestInfo, SendError, Transport, TransportCount};

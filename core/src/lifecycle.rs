@@ -1,7 +1,7 @@
 //! The connection lifecycle as transports drive it: a connection registers
-//! ([`Node::connect`]), its messages come in ([`Node::handle_text`]), it answers pings, and it
-//! leaves ([`Node::disconnect`]); the ping loop terminates the connections that stopped
-//! answering.
+//! ([`Node::connect`], which returns its [`Connection`] handle), its messages come in
+//! (`handle_text`), it answers pings, and it leaves (`disconnect`, through
+//! [`Connection::finish`]); the ping loop terminates the connections that stopped answering.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -16,12 +16,13 @@ use crate::listeners::{drive_all, poll_once};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeInner, BACKGROUND_EVENT};
 use crate::transport::{RequestInfo, Transport};
-use crate::{close_codes, Socket};
+use crate::{close_codes, Connection, Socket};
 
 impl Node {
     /// Registers a new client connection and runs the [`system::Connection`] handlers to
-    /// completion. A transport calls this once per connection, before reading from it.
-    pub async fn connect(&self, request: RequestInfo, transport: Box<dyn Transport>) -> Socket {
+    /// completion. A transport calls this once per connection, before reading from it, and
+    /// feeds what it reads to the returned [`Connection`].
+    pub async fn connect(&self, request: RequestInfo, transport: Box<dyn Transport>) -> Connection {
         self.connect_inner(request, transport, None).await
     }
 
@@ -33,7 +34,7 @@ impl Node {
         request: RequestInfo,
         transport: Box<dyn Transport>,
         socket_id: &str,
-    ) -> Socket {
+    ) -> Connection {
         self.connect_inner(request, transport, Some(socket_id))
             .await
     }
@@ -43,7 +44,7 @@ impl Node {
         request: RequestInfo,
         transport: Box<dyn Transport>,
         socket_id: Option<&str>,
-    ) -> Socket {
+    ) -> Connection {
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         // Everything done for this connection runs in its span; `bind` records the socket id.
         let span = tracing::info_span!(
@@ -54,11 +55,15 @@ impl Node {
             socket_id = tracing::field::Empty,
         );
         let socket = Socket::new(conn_id, request, transport, span.clone());
-        self.register(socket, socket_id).instrument(span).await
+        // The handle exists before the handlers run: if the transport gives up on the
+        // connection meanwhile (its task is cancelled), dropping it still removes it.
+        let connection = Connection::new(self.clone(), socket.clone());
+        self.register(socket, socket_id).instrument(span).await;
+        connection
     }
 
     /// The rest of [`connect_inner`](Self::connect_inner), in the connection's span.
-    async fn register(&self, socket: Socket, socket_id: Option<&str>) -> Socket {
+    async fn register(&self, socket: Socket, socket_id: Option<&str>) {
         let conn_id = socket.conn_id();
         self.inner
             .connections
@@ -66,7 +71,7 @@ impl Node {
             .insert(conn_id, socket.clone());
         if self.is_shutting_down() {
             socket.close(close_codes::GOING_AWAY, "server shutting down");
-            return socket;
+            return;
         }
         if let Some(id) = socket_id {
             if let Err(error) = self.bind(&socket, id) {
@@ -94,7 +99,7 @@ impl Node {
                         "a connection handler timed out; closing the connection"
                     );
                     socket.close(close_codes::SERVER_ERROR, "connection handler timed out");
-                    return socket;
+                    return;
                 }
             }
         }
@@ -111,7 +116,6 @@ impl Node {
                 self.close_if_unbound_at(&socket, started + timeout);
             }
         }
-        socket
     }
 
     /// Closes `socket` with 4011 at `deadline` unless it is bound by then.
@@ -132,18 +136,14 @@ impl Node {
         tokio::spawn(closer.instrument(span));
     }
 
-    /// Whether the node can take another message from `socket` now. A transport asks before
-    /// reading and stops reading from the connection while it says no (its client event
-    /// handlers in flight are at
-    /// [`max_handlers_in_flight`](crate::NodeBuilder::max_handlers_in_flight)); it is told
-    /// with [`Transport::resume`] when that changes.
-    pub fn ready_for_input(&self, socket: &Socket) -> bool {
+    /// See [`Connection::ready_for_input`].
+    pub(crate) fn ready_for_input(&self, socket: &Socket) -> bool {
         socket.handlers_in_flight() < self.inner.options.connection.handlers_in_flight
     }
 
-    /// Handles one text message from a client: heartbeat, protocol events, application events.
-    /// Malformed frames are counted and dropped.
-    pub fn handle_text(&self, socket: &Socket, text: &[u8]) {
+    /// See [`Connection::text`].
+    pub(crate) fn handle_text(&self, socket: &Socket, text: &[u8]) {
+        self.inner.metrics.count_client_message(text.len());
         let _span = socket.span().enter();
         let Ok(text) = std::str::from_utf8(text) else {
             Metrics::add(&self.inner.metrics.malformed_frames);
@@ -259,15 +259,15 @@ impl Node {
         }
     }
 
-    /// Records a protocol pong from a client.
-    pub fn handle_pong(&self, socket: &Socket) {
+    /// See [`Connection::pong`].
+    pub(crate) fn handle_pong(&self, socket: &Socket) {
         let _span = socket.span().enter();
         socket.mark_alive();
         drive_all(self.fire(system::Pong, socket.clone()));
     }
 
-    /// Reports a connection error (the transport then closes the connection).
-    pub fn handle_error(&self, socket: &Socket, error: &str) {
+    /// See [`Connection::error`].
+    pub(crate) fn handle_error(&self, socket: &Socket, error: &str) {
         let _span = socket.span().enter();
         let event = ErrorEvent {
             socket: socket.clone(),
@@ -276,11 +276,10 @@ impl Node {
         drive_all(self.fire(system::ConnectionError, event));
     }
 
-    /// Removes a closed connection: its binding, its rooms, its timers. A transport calls this
-    /// exactly once per connection, after its last read. Then the [`system::Close`] handlers
-    /// run, without waiting for the broker to unsubscribe the namespaces this emptied (that
-    /// goes on in the background).
-    pub async fn disconnect(&self, socket: &Socket, code: u16, reason: &str) {
+    /// Removes a closed connection: its binding, its rooms, its timers (see
+    /// [`Connection::finish`]). Then the [`system::Close`] handlers run, without waiting for
+    /// the broker to unsubscribe the namespaces this emptied (that goes on in the background).
+    pub(crate) async fn disconnect(&self, socket: &Socket, code: u16, reason: &str) {
         // Nothing here awaits: the span is entered for the whole call.
         let _span = socket.span().enter();
         socket.stop_timers();

@@ -6,7 +6,7 @@
 //! Each client event handler that has to wait (its future was not done on its first poll)
 //! counts as in flight on its connection until it finishes. While a connection has
 //! [`NodeBuilder::max_handlers_in_flight`](crate::NodeBuilder::max_handlers_in_flight)
-//! handlers in flight, [`Node::ready_for_input`](crate::Node::ready_for_input) says no and
+//! handlers in flight, [`Connection::ready_for_input`](crate::Connection::ready_for_input) says no and
 //! the transport stops reading from it (the client's frames wait in the kernel and then in the
 //! client, as TCP intends); when one finishes, the node calls
 //! [`Transport::resume`](crate::Transport::resume). Nothing the client sent is dropped.

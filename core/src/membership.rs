@@ -195,6 +195,11 @@ impl Membership {
         self.others.lock().keys().cloned().collect()
     }
 
+    /// How many other nodes are in the member table.
+    pub(crate) fn other_count(&self) -> usize {
+        self.others.lock().len()
+    }
+
     pub(crate) fn others(&self) -> Vec<Member> {
         let others = self.others.lock();
         others

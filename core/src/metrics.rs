@@ -2,25 +2,42 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::transport::TransportCount;
+
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
-        /// Live counters of one node. Transports add to them too.
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// Live counters of one node, read with
+        /// [`Node::metrics_snapshot`](crate::Node::metrics_snapshot). Transports count what
+        /// they do on their own with [`Node::count`](crate::Node::count).
         #[derive(Debug, Default)]
-        pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+        pub(crate) struct Metrics {
+            $($(#[doc = $doc])* pub(crate) $name: AtomicU64,)*
         }
 
-        /// A copy of [`Metrics`] at one instant.
+        /// A node's counters at one instant
+        /// ([`Node::metrics_snapshot`](crate::Node::metrics_snapshot)).
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         #[non_exhaustive]
         pub struct MetricsSnapshot {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl Metrics {
             /// Reads every counter.
-            pub fn snapshot(&self) -> MetricsSnapshot {
+            pub(crate) fn snapshot(&self) -> MetricsSnapshot {
                 MetricsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl MetricsSnapshot {
+            /// Calls `f` with each counter's exported name (`crosswire_<field>_total`), its
+            /// description (the field's doc comment) and its value.
+            pub(crate) fn for_each(&self, mut f: impl FnMut(&'static str, &'static str, u64)) {
+                $(f(
+                    concat!("crosswire_", stringify!($name), "_total"),
+                    concat!($($doc),*),
+                    self.$name,
+                );)*
             }
         }
     };
@@ -100,17 +117,66 @@ counters! {
     unicast_forwards,
     /// Replies to client requests from another node whose connection was gone.
     client_replies_lost,
+    /// Client messages received (text, or binary holding the JSON protocol), valid or not,
+    /// heartbeats included; oversized ones are counted in `oversized_frames` only.
+    client_messages,
+    /// Bytes of the client messages counted in `client_messages`.
+    client_message_bytes,
+    /// Pushes this node handed to its own connections: one per push (to everyone, a room or
+    /// socket ids), sent on this node or received from another, however many connections
+    /// took it, even none.
+    pushes,
+    /// Push frames queued on local connections: one per connection that took a push.
+    deliveries,
+    /// Bytes of the push frames counted in `deliveries`.
+    delivered_bytes,
+    /// Cross-server emits sent from this node that collect replies (`replies`, `collect`,
+    /// `on_reply`, and the node's own cluster queries).
+    cross_requests,
+    /// Cross-server reply collections that reached their timeout with replies missing.
+    cross_request_timeouts,
 }
 
 impl Metrics {
-    /// Adds one to `counter` (transports count into [`Node::metrics`](crate::Node::metrics)
-    /// too).
-    pub fn add(counter: &AtomicU64) {
+    /// Adds one to `counter`.
+    pub(crate) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn add_n(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one push queued on `delivered` local connections, `frame_len` bytes each.
+    /// Called once per push, after the delivery loop and outside its locks.
+    pub(crate) fn count_push(&self, delivered: usize, frame_len: usize) {
+        self.pushes.fetch_add(1, Ordering::Relaxed);
+        if delivered > 0 {
+            self.deliveries
+                .fetch_add(delivered as u64, Ordering::Relaxed);
+            self.delivered_bytes
+                .fetch_add((delivered * frame_len) as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one client message of `len` bytes.
+    pub(crate) fn count_client_message(&self, len: usize) {
+        self.client_messages.fetch_add(1, Ordering::Relaxed);
+        self.client_message_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    /// The counter of what a transport did.
+    pub(crate) fn of(&self, what: TransportCount) -> &AtomicU64 {
+        match what {
+            TransportCount::OversizedFrame => &self.oversized_frames,
+            TransportCount::BinaryFrame => &self.binary_frames,
+            TransportCount::ReadPause => &self.read_pauses,
+            TransportCount::StalledClose => &self.stalled_closes,
+            TransportCount::RateLimited => &self.limit_rate,
+            TransportCount::UpgradeTimeout => &self.upgrade_timeouts,
+            TransportCount::ConnectionLimit => &self.limit_connections,
+        }
     }
 }
 

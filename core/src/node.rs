@@ -23,6 +23,7 @@ use crate::membership::Membership;
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
 use crate::options::{NodeBuilder, NodeOptions};
 use crate::room_index::{Rooms, SocketId};
+use crate::transport::TransportCount;
 use crate::{Broker, Error, Socket};
 
 /// The event name of the protocol's background-mode notice.
@@ -72,6 +73,9 @@ pub(crate) struct NodeInner {
     pub(crate) custom_handler: RwLock<Option<crate::custom_channels::CustomHandler>>,
     pub(crate) pending: Arc<PendingReplies>,
     pub(crate) metrics: Metrics,
+    /// The `crosswire_broker_publish_seconds` histogram, from the recorder installed when
+    /// the node was built.
+    pub(crate) publish_seconds: ::metrics::Histogram,
     /// Limits the "publish failed" warning to one line a second.
     pub(crate) publish_failure_log: LogLimiter,
     /// Limits the "bad signature" warning to one line a second.
@@ -154,6 +158,7 @@ impl NodeBuilder {
                 custom_handler: RwLock::new(None),
                 pending: Arc::default(),
                 metrics: Metrics::default(),
+                publish_seconds: crate::telemetry::publish_histogram(&options.server_name),
                 publish_failure_log: LogLimiter::new(),
                 bad_signature_log: LogLimiter::new(),
                 bad_envelope_log: LogLimiter::new(),
@@ -188,6 +193,10 @@ impl NodeBuilder {
             // In the background: a broker that is down must not hold the start up.
             let hello = node.clone();
             tokio::spawn(async move { hello.announce(AnnouncePhase::Hello).await });
+        }
+        if let Some(interval) = node.inner.options.metrics_interval {
+            let task = tokio::spawn(crate::telemetry::run(Arc::downgrade(&node.inner), interval));
+            node.inner.tasks.lock().push(task.abort_handle());
         }
         if let Some(interval) = node.inner.options.server_ping_interval {
             let task = tokio::spawn(crate::lifecycle::ping_loop(
@@ -224,9 +233,19 @@ impl Node {
         &self.inner.options
     }
 
-    /// Live counters of dropped input and policy actions. Transports add to them.
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+    /// Counts what a transport did on its own (see [`TransportCount`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, TransportCount};
+    ///
+    /// let node = Node::builder().build().await?;
+    /// node.count(TransportCount::OversizedFrame);
+    /// assert_eq!(node.metrics_snapshot().oversized_frames, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn count(&self, what: TransportCount) {
+        Metrics::add(self.inner.metrics.of(what));
     }
 
     /// A copy of the counters.

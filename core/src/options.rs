@@ -21,6 +21,9 @@ pub const DEFAULT_HEARTBEAT: &str = "";
 pub const DEFAULT_BACKGROUND_CLOSE_TIME: Duration = Duration::from_secs(10);
 /// Default envelope size above which bodies are zstd-compressed.
 pub const DEFAULT_COMPRESSION_THRESHOLD: usize = 1024;
+/// Default interval between two exports of a node's metrics to the `metrics` recorder (see
+/// [`NodeBuilder::metrics_interval`]).
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(1);
 /// Server name used when the node runs without a broker.
 pub const STANDALONE_SERVER_NAME: &str = "standalone";
 /// What [`Node::bind`](crate::Node::bind) does when the socket id is already bound to
@@ -56,6 +59,7 @@ pub struct NodeOptions {
     pub(crate) announce_interval: Duration,
     pub(crate) missed_announcements: u32,
     pub(crate) targeted_unicast: bool,
+    pub(crate) metrics_interval: Option<Duration>,
 }
 
 impl NodeOptions {
@@ -91,6 +95,11 @@ impl NodeOptions {
     pub fn max_pending_requests(&self) -> usize {
         self.connection.pending_requests
     }
+    /// Interval between two exports of the metrics to the `metrics` recorder, `None` when
+    /// disabled.
+    pub fn metrics_interval(&self) -> Option<Duration> {
+        self.metrics_interval
+    }
 }
 
 /// Builds a [`Node`](crate::Node): `Node::builder()...build().await`.
@@ -121,6 +130,7 @@ pub struct NodeBuilder {
     pub(crate) announce_interval: Duration,
     pub(crate) missed_announcements: u32,
     pub(crate) targeted_unicast: bool,
+    pub(crate) metrics_interval: Option<Duration>,
     pub(crate) broker: Option<Arc<dyn Broker>>,
 }
 
@@ -153,6 +163,7 @@ impl Default for NodeBuilder {
             announce_interval: DEFAULT_ANNOUNCE_INTERVAL,
             missed_announcements: DEFAULT_MISSED_ANNOUNCEMENTS,
             targeted_unicast: true,
+            metrics_interval: Some(DEFAULT_METRICS_INTERVAL),
             broker: None,
         }
     }
@@ -418,6 +429,18 @@ impl NodeBuilder {
         self
     }
 
+    /// How often a background task exports this node's counters and gauges to the recorder
+    /// of the [`metrics`](https://docs.rs/metrics) facade (see
+    /// [`Node::record_metrics`](crate::Node::record_metrics)). Without a recorder installed,
+    /// an export costs next to nothing. `None` or zero disables the task (an application can
+    /// still call `record_metrics` itself, e.g. just before each scrape).
+    ///
+    /// Default: 1 s ([`DEFAULT_METRICS_INTERVAL`]).
+    pub fn metrics_interval(mut self, interval: Option<Duration>) -> Self {
+        self.metrics_interval = interval;
+        self
+    }
+
     /// Checks every setting and freezes them.
     ///
     /// # Errors
@@ -516,6 +539,7 @@ impl NodeBuilder {
             announce_interval: self.announce_interval,
             missed_announcements: self.missed_announcements,
             targeted_unicast: self.targeted_unicast,
+            metrics_interval: self.metrics_interval.filter(|interval| !interval.is_zero()),
         })
     }
 }

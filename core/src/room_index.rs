@@ -130,6 +130,11 @@ impl Rooms {
         emptied
     }
 
+    /// Rooms with local members, over every namespace.
+    pub(crate) fn total(&self) -> usize {
+        self.namespaces.values().map(HashMap::len).sum()
+    }
+
     /// Whether any local socket is in a room of `namespace`.
     pub(crate) fn has_namespace(&self, namespace: &str) -> bool {
         self.namespaces.contains_key(namespace)

@@ -39,7 +39,7 @@ impl Node {
     /// use crosswire_core::{Error, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// // Only socket ids bound on this node can join.
@@ -109,7 +109,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// node.leave_room("chat", "lobby", "alice").await?;
     /// assert!(!node.is_joined("alice", "chat", None));
@@ -151,7 +151,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// node.remove_room("chat", "lobby").await?;
     /// assert!(!node.is_joined("alice", "chat", Some("lobby")));
@@ -183,8 +183,9 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
+    /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
-    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
     ///     node.join_room("play", room, id).await?;
     /// }
     /// let in_game_1 = node.room_socket_ids("play", Some("game-1"), Match::Exact);
@@ -223,8 +224,9 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
+    /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
-    ///     node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await;
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
     ///     node.join_room("play", room, id).await?;
     /// }
     /// assert_eq!(node.socket_count_in_room("play", Some("game-1"), Match::Exact), 1);
@@ -262,7 +264,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("chat", "lobby"), ("chat", "help"), ("game", "g1")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }
@@ -298,7 +300,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// assert!(node.is_joined("alice", "chat", None));
@@ -328,7 +330,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }
@@ -359,7 +361,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }

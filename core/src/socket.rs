@@ -17,7 +17,7 @@ use crate::Error;
 /// A client connection on this node. Cheap to clone; every clone is the same connection.
 ///
 /// Most applications address clients by socket id through the [`Node`](crate::Node)
-/// (`to_socket_id`, rooms); a `Socket` is what handlers receive, to bind, reply or close.
+/// (`node.to(id)`, rooms); a `Socket` is what handlers receive, to bind, reply or close.
 #[derive(Clone)]
 pub struct Socket {
     inner: Arc<SocketInner>,

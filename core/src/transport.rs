@@ -2,10 +2,10 @@
 //! carries the JSON frames of `PROTOCOL.md`).
 //!
 //! A transport accepts connections, describes each one with a [`RequestInfo`], hands the node
-//! a [`Transport`] for writing to it, and feeds what it reads back into the node:
-//! [`Node::connect`](crate::Node::connect), [`Node::handle_text`](crate::Node::handle_text),
-//! [`Node::handle_pong`](crate::Node::handle_pong) and
-//! [`Node::disconnect`](crate::Node::disconnect).
+//! a [`Transport`] for writing to it ([`Node::connect`](crate::Node::connect)), and feeds
+//! what it reads to the [`Connection`](crate::Connection) it got back, until
+//! [`Connection::finish`](crate::Connection::finish). What it refuses or drops on its own
+//! (oversized messages, rate limits) it counts with [`Node::count`](crate::Node::count).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,7 +47,7 @@ pub trait Transport: Send + Sync + 'static {
     fn terminate(&self);
 
     /// The node can take input from this connection again, after
-    /// [`Node::ready_for_input`](crate::Node::ready_for_input) said it could not: a transport
+    /// [`Connection::ready_for_input`](crate::Connection::ready_for_input) said it could not: a transport
     /// that stopped reading from it reads again. Called from whatever task finished the work
     /// that was holding it back; must return at once.
     fn resume(&self) {}
@@ -58,6 +58,31 @@ pub trait Transport: Send + Sync + 'static {
     fn is_open(&self) -> bool {
         true
     }
+}
+
+/// What a transport did on its own, counted into its node's metrics with
+/// [`Node::count`](crate::Node::count) (each has a counter of the same meaning in
+/// [`MetricsSnapshot`](crate::MetricsSnapshot)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportCount {
+    /// A client message over the size limit (the connection is closed with 1009):
+    /// `oversized_frames`.
+    OversizedFrame,
+    /// A binary client message, parsed like text: `binary_frames`.
+    BinaryFrame,
+    /// Reading stopped for flow control: `read_pauses`.
+    ReadPause,
+    /// A connection dropped because its writes made no progress: `stalled_closes`.
+    StalledClose,
+    /// A client message over the per-connection rate: `limit_rate`.
+    RateLimited,
+    /// A TCP connection closed because its upgrade request did not arrive in time:
+    /// `upgrade_timeouts`.
+    UpgradeTimeout,
+    /// An upgrade refused because the node had its maximum of connections:
+    /// `limit_connections`.
+    ConnectionLimit,
 }
 
 /// What the application learns about a connection's opening request.

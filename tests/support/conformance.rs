@@ -594,7 +594,8 @@ where
     // Broadcasts, both directions: every client gets the payload unchanged.
     for (from, label) in [(&zstd, "compressed"), (&plain, "plain")] {
         from.node
-            .broadcast("big", &payload)
+            .broadcast()
+            .emit("big", &payload)
             .await
             .unwrap_or_else(|e| panic!("{label} broadcast failed: {e}"));
     }
@@ -757,10 +758,7 @@ where
     let client_of_b = format!("client-of-{}", names[1]);
     const UNICASTS: u64 = 20;
     for i in 0..UNICASTS {
-        let delivery = a
-            .to_socket_id(&client_of_b, "tick", &i)
-            .await
-            .expect("unicast");
+        let delivery = a.to(&client_of_b).emit("tick", &i).await.expect("unicast");
         assert!(delivery.published && delivery.local == 0);
     }
     for i in 0..UNICASTS {

@@ -100,7 +100,7 @@ impl RateLimit {
 /// [`outbound_bytes`](Self::outbound_bytes) payload bytes. When a client stops reading and a
 /// push would go past either bound, the connection is dropped at once (no close frame could
 /// reach it), its close event reports code 1008 with reason `"slow consumer"`, and
-/// [`Metrics::slow_consumer_closes`](crosswire_core::Metrics) counts it. Deliveries to
+/// [`MetricsSnapshot::slow_consumer_closes`](crosswire_core::MetricsSnapshot) counts it. Deliveries to
 /// everyone else go on undisturbed.
 ///
 /// A client that stops reading is noticed only once its queue fills, and the queue fills only

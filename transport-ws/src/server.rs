@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crosswire_core::{system, Metrics, Node, ShutdownReport};
+use crosswire_core::{system, Node, ShutdownReport, TransportCount};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -121,7 +121,7 @@ async fn accept_loop(listener: TcpListener, acceptor: WsAcceptor, stop: Arc<Noti
                 .await;
             if let Err(error) = served {
                 if error.is_timeout() {
-                    Metrics::add(&node.metrics().upgrade_timeouts);
+                    node.count(TransportCount::UpgradeTimeout);
                 }
                 tracing::debug!(%peer, %error, "HTTP connection ended with an error");
             }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use crosswire_core::{LogLimiter, Metrics, Node, RequestInfo};
+use crosswire_core::{LogLimiter, Node, RequestInfo, TransportCount};
 use fastwebsockets::upgrade::{is_upgrade_request, upgrade};
 use http_body_util::Empty;
 use hyper::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
@@ -114,7 +114,7 @@ impl WsAcceptor {
         }
         if let Some(max) = self.config.max_connections {
             if self.node.connection_count() >= max {
-                Metrics::add(&self.node.metrics().limit_connections);
+                self.node.count(TransportCount::ConnectionLimit);
                 if let Some(held_back) = self.full_log.allow() {
                     tracing::warn!(
                         max,

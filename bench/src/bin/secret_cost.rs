@@ -215,7 +215,8 @@ impl Pair {
         let start = thread_cpu_s();
         for _ in 0..pushes {
             self.a
-                .broadcast("say", payload)
+                .broadcast()
+                .emit("say", payload)
                 .await
                 .map_err(|e| e.to_string())?;
         }

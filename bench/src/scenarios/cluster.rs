@@ -55,6 +55,7 @@ impl Cluster {
             spec.threads = opts.server_threads;
             spec.sndbuf = opts.server_sndbuf;
             spec.rate_limit = opts.server_rate_limit;
+            spec.prometheus = opts.server_prometheus;
             configure(&mut spec);
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),

@@ -83,6 +83,7 @@ async fn spawn(kind: ServerKind, opts: &Options) -> Result<ServerProcess, String
     spec.threads = opts.server_threads;
     spec.sndbuf = opts.server_sndbuf;
     spec.rate_limit = opts.server_rate_limit;
+    spec.prometheus = opts.server_prometheus;
     ServerProcess::spawn(&spec).await
 }
 

@@ -173,6 +173,10 @@ pub(crate) struct Cli {
     /// scenario but flood
     #[arg(long, value_name = "N|default", default_value = "default")]
     server_rate_limit: RateLimit,
+    /// Every crosswire node installs the Prometheus recorder (metrics-exporter-prometheus)
+    /// before it is built and renders a scrape every second, with no HTTP listener
+    #[arg(long)]
+    server_prometheus: bool,
     /// Generator worker threads, 0 = one per core
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) gen_threads: usize,
@@ -368,6 +372,7 @@ impl Cli {
             server_sndbuf: self.server_sndbuf,
             server_threads: self.server_threads,
             server_rate_limit: self.server_rate_limit.0,
+            server_prometheus: self.server_prometheus,
             cpu_limit: self.cpu_limit,
             soak: SoakOptions {
                 clients: self.soak_clients,
@@ -457,6 +462,8 @@ pub(crate) struct Options {
     /// crosswire's per-connection message rate limit in every scenario but `flood`: `None` =
     /// its default (1,000/s, throttled), `Some(0)` = none.
     pub(crate) server_rate_limit: Option<u32>,
+    /// Every crosswire node installs the Prometheus recorder and renders a scrape every second.
+    pub(crate) server_prometheus: bool,
     /// Generator CPU, in cores, above which a step is marked saturated.
     pub(crate) cpu_limit: f64,
     /// `soak` settings.

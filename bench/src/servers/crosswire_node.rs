@@ -2,6 +2,8 @@
 //! on NATS.
 //! It binds each connection to the socket id of its `?id=` query parameter (the demo's
 //! connection handler), so the auth timeout never closes a bench client.
+//! With `--prometheus true` it installs the Prometheus recorder first and renders a scrape
+//! every second, as a process exporting its metrics would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +19,15 @@ use super::{announce, ServerSpec};
 pub(super) async fn start(
     spec: &ServerSpec,
 ) -> Result<Box<dyn Fn() -> serde_json::Value + Send>, String> {
+    let prometheus = if spec.prometheus {
+        // Before the node is built, so its publish latency histogram records into it.
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("prometheus recorder: {e}"))?;
+        Some(handle)
+    } else {
+        None
+    };
     let ping = (spec.ping_interval_secs > 0).then(|| Duration::from_secs(spec.ping_interval_secs));
     let mut builder = Node::builder()
         .server_name(&spec.name)
@@ -43,6 +54,9 @@ pub(super) async fn start(
     }
     let node = builder.build().await.map_err(|e| format!("node: {e}"))?;
     crosswire::demo::install(&node);
+    if let Some(handle) = prometheus {
+        tokio::spawn(scrape_every_second(handle, node.clone()));
+    }
     let mut config = WsConfig::default().outbound_queue(spec.outbound_queue);
     if spec.stall_timeout_secs > 0.0 {
         let timeout = Duration::try_from_secs_f64(spec.stall_timeout_secs)
@@ -68,6 +82,31 @@ pub(super) async fn start(
         value["directory_len"] = node.directory_len().into();
         value
     }))
+}
+
+/// What a Prometheus scrape each second costs the process: the node's figures recorded, the
+/// text rendered (and dropped), the histograms' samples drained. Every 10 scrapes, their mean
+/// wall time (and the part of it in `record_metrics`) goes to stderr.
+async fn scrape_every_second(handle: metrics_exporter_prometheus::PrometheusHandle, node: Node) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let (mut recording, mut spent) = (Duration::ZERO, Duration::ZERO);
+    for scrapes in 1u32.. {
+        ticker.tick().await;
+        let started = std::time::Instant::now();
+        node.record_metrics();
+        recording += started.elapsed();
+        std::hint::black_box(handle.render());
+        handle.run_upkeep();
+        spent += started.elapsed();
+        if scrapes % 10 == 0 {
+            let mean = |total: Duration| total.as_secs_f64() * 1e6 / f64::from(scrapes);
+            eprintln!(
+                "prometheus: {scrapes} scrapes, {:.1} µs each ({:.1} µs recording)",
+                mean(spent),
+                mean(recording)
+            );
+        }
+    }
 }
 
 /// The node's counters as JSON: every field of `MetricsSnapshot`, read from its `Debug`

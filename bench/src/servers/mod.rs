@@ -171,6 +171,10 @@ pub struct ServerSpec {
     /// go to the owning node's inbox (`true`, crosswire's default) or to the shared channel
     /// every node receives (`false`).
     pub targeted_unicast: bool,
+    /// Crosswire only: install the Prometheus recorder of `metrics-exporter-prometheus`
+    /// before building the node, and render a scrape every second (no HTTP listener), to
+    /// measure what exporting metrics costs.
+    pub prometheus: bool,
 }
 
 impl ServerSpec {
@@ -188,6 +192,7 @@ impl ServerSpec {
             stall_timeout_secs: 0.0,
             rate_limit: None,
             targeted_unicast: true,
+            prometheus: false,
         }
     }
 
@@ -213,6 +218,8 @@ impl ServerSpec {
                 .map_or_else(|| "default".into(), |n| n.to_string()),
             "--targeted-unicast".into(),
             self.targeted_unicast.to_string(),
+            "--prometheus".into(),
+            self.prometheus.to_string(),
         ];
         for url in &self.redis {
             args.push("--redis".into());
@@ -244,6 +251,7 @@ impl ServerSpec {
                 "--sndbuf" => spec.sndbuf = number(flag, value()?)?,
                 "--stall-timeout" => spec.stall_timeout_secs = number(flag, value()?)?,
                 "--targeted-unicast" => spec.targeted_unicast = number(flag, value()?)?,
+                "--prometheus" => spec.prometheus = number(flag, value()?)?,
                 "--rate-limit" => {
                     spec.rate_limit = match value()?.as_str() {
                         "default" => None,

@@ -1,6 +1,6 @@
 //! One WebSocket connection: one task that reads, writes and closes.
 //!
-//! A message from a client goes [`reader`] → `Node::handle_text`; a push to it goes
+//! A message from a client goes [`reader`] → `Connection::text` (crosswire-core); a push to it goes
 //! `Node` → [`outbox`] (queued by any task) → [`writer`] (written by this connection's task).
 //! [`flow`] decides when reading pauses (backpressure, handlers in flight, rate limit) and when
 //! a connection that makes no progress is dropped; [`drain`] discards what a peer still sends
@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use crosswire_core::close_codes;
-use crosswire_core::{Metrics, Node, RequestInfo, Socket};
+use crosswire_core::{Connection as Registered, Node, RequestInfo, Socket, TransportCount};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -63,13 +63,12 @@ pub(crate) fn spawn<IO>(
     let registration = tokio::spawn({
         let outbox = outbox.clone();
         async move {
-            let socket = match bind_as {
+            let registered = match bind_as {
                 Some(id) => node.connect_bound(request, transport, &id).await,
                 None => node.connect(request, transport).await,
             };
             DisconnectGuard {
-                node,
-                socket,
+                registered: Some(registered),
                 outbox,
             }
         }
@@ -172,11 +171,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     /// down). Called until it is ready, before [`poll_run`](Self::poll_run).
     fn poll_registration(&mut self, cx: &mut Context<'_>) -> Poll<Option<Socket>> {
         let Some(registration) = self.registration.as_mut() else {
-            return Poll::Ready(self.guard.as_ref().map(|g| g.socket.clone()));
+            return Poll::Ready(self.guard.as_ref().map(|g| g.socket().clone()));
         };
         match Pin::new(registration).poll(cx) {
             Poll::Ready(Ok(guard)) => {
-                let socket = guard.socket.clone();
+                let socket = guard.socket().clone();
                 self.registration = None;
                 self.guard = Some(guard);
                 Poll::Ready(Some(socket))
@@ -263,7 +262,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             .poll_deadline(self.last_progress + self.settings.stall_timeout, cx)
         {
             if let Some(guard) = &self.guard {
-                Metrics::add(&guard.node.metrics().stalled_closes);
+                guard.node().count(TransportCount::StalledClose);
             }
             tracing::warn!(
                 timeout = ?self.settings.stall_timeout,
@@ -288,10 +287,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             return false;
         }
         if let Some(guard) = &self.guard {
-            if !guard.node.ready_for_input(&guard.socket) {
+            if !guard.ready_for_input() {
                 // Registered before looking again, so a `resume` in between is not lost.
                 self.outbox.register(cx);
-                if !guard.node.ready_for_input(&guard.socket) {
+                if !guard.ready_for_input() {
                     return false;
                 }
             }
@@ -312,7 +311,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
     fn pause_for_output(&mut self) {
         self.paused = true;
         if let Some(guard) = &self.guard {
-            Metrics::add(&guard.node.metrics().read_pauses);
+            guard.node().count(TransportCount::ReadPause);
         }
     }
 
@@ -330,7 +329,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let Some(guard) = self.guard.as_ref() else {
             return false;
         };
-        let (node, socket, outbox) = (&guard.node, &guard.socket, &self.outbox);
+        let (connection, socket, outbox) = (&**guard, guard.socket(), &self.outbox);
         let (settings, writer) = (&*self.settings, &self.writer);
         let (bucket, rate_logged) = (&mut self.bucket, &mut self.rate_logged);
         let mut paused_for_output = false;
@@ -343,7 +342,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 _ => RateVerdict::Pass,
             };
             if verdict != RateVerdict::Pass {
-                Metrics::add(&node.metrics().limit_rate);
+                connection.node().count(TransportCount::RateLimited);
                 if !std::mem::replace(rate_logged, true) {
                     tracing::warn!(
                         conn = socket.conn_id(),
@@ -362,15 +361,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 RateVerdict::Pass | RateVerdict::PassThenWait => {}
             }
             match message {
-                Message::Text(text) => node.handle_text(socket, text),
-                // The JSON protocol in a binary message: parsed like text (`handle_text`
-                // checks its UTF-8 and counts it malformed if it is not).
+                Message::Text(text) => connection.text(text),
+                // The JSON protocol in a binary message: parsed like text (`text` checks its
+                // UTF-8 and counts it malformed if it is not).
                 Message::Binary(bytes) => {
-                    Metrics::add(&node.metrics().binary_frames);
-                    node.handle_text(socket, bytes);
+                    connection.node().count(TransportCount::BinaryFrame);
+                    connection.text(bytes);
                 }
                 Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
-                Message::Pong => node.handle_pong(socket),
+                Message::Pong => connection.pong(),
                 Message::Close(code, reason) => {
                     // Records the peer's close and echoes it (RFC 6455 5.5.1), unless ours
                     // went first.
@@ -386,8 +385,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 paused_for_output = true; // counted by `pause_for_output`
                 return ControlFlow::Break(());
             }
-            if verdict == RateVerdict::PassThenWait || !node.ready_for_input(socket) {
-                Metrics::add(&node.metrics().read_pauses);
+            if verdict == RateVerdict::PassThenWait || !connection.ready_for_input() {
+                connection.node().count(TransportCount::ReadPause);
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
@@ -407,7 +406,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let Some(guard) = self.guard.as_ref() else {
             return false;
         };
-        let (node, socket) = (&guard.node, &guard.socket);
+        let socket = guard.socket();
         match end {
             ReadEnd::Closed => self.reading = Reading::Over,
             ReadEnd::Gone(error) => {
@@ -419,7 +418,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             ReadEnd::Violation(code, reason) => {
                 if code == close_codes::TOO_BIG {
-                    Metrics::add(&node.metrics().oversized_frames);
+                    guard.node().count(TransportCount::OversizedFrame);
                 }
                 tracing::debug!(
                     conn = socket.conn_id(),
@@ -427,7 +426,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                     reason,
                     "closing a connection that broke the protocol"
                 );
-                node.handle_error(socket, reason);
+                guard.error(reason);
                 self.outbox.close(code, reason);
                 // The reader discards what the peer still sends, until its close frame.
                 self.reading = Reading::Draining;
@@ -450,21 +449,32 @@ fn output_status(outbox: &Outbox, writer: &FrameWriter) -> (bool, (usize, usize)
     )
 }
 
-/// Reports the disconnect to the node when dropped: when reading ends, when the connection
-/// task ends, or, if the connection ended while its handlers ran, when they finish.
+/// The registered connection; finishes it with the close code and reason of the outbox when
+/// dropped: when reading ends, when the connection task ends, or, if the connection ended
+/// while its handlers ran, when they finish.
 struct DisconnectGuard {
-    node: Node,
-    socket: Socket,
+    /// `Some` until dropped.
+    registered: Option<Registered>,
     outbox: Arc<Outbox>,
+}
+
+impl std::ops::Deref for DisconnectGuard {
+    type Target = Registered;
+
+    fn deref(&self) -> &Registered {
+        // Taken only by `drop`.
+        self.registered.as_ref().unwrap_or_else(|| unreachable!())
+    }
 }
 
 impl Drop for DisconnectGuard {
     fn drop(&mut self) {
         let (code, reason) = self.outbox.finish();
-        let node = self.node.clone();
-        let socket = self.socket.clone();
+        let Some(registered) = self.registered.take() else {
+            return;
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { node.disconnect(&socket, code, &reason).await });
+            runtime.spawn(async move { registered.finish(code, &reason).await });
         }
     }
 }
