@@ -52,6 +52,7 @@
 //! | `redis-tls` | no | `rediss://` (TLS) Redis connections, rustls on `ring` |
 //! | `nats` | no | `nats::NatsBroker`: nodes in many processes over one NATS server or cluster |
 //! | `axum` | no | `axum::ws`: the WebSocket endpoint as one route of an axum 0.8 `Router` |
+//! | `testing` | no | `testing::TestCluster`, `testing::TestClient`: unit tests of handlers without sockets |
 
 #![doc(test(attr(deny(warnings))))]
 
@@ -132,6 +133,9 @@ pub mod nats {
 pub mod axum;
 
 pub mod demo;
+
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[doc = include_str!("../README.md")]

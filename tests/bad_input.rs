@@ -95,6 +95,19 @@ impl Server {
     fn metrics(&self) -> MetricsSnapshot {
         self.node.metrics_snapshot()
     }
+
+    /// The counters of what was dropped, refused or closed: [`metrics`](Self::metrics) with
+    /// the traffic counters (messages, pushes, deliveries, requests) zeroed.
+    fn losses(&self) -> MetricsSnapshot {
+        let mut m = self.metrics();
+        m.client_messages = 0;
+        m.client_message_bytes = 0;
+        m.pushes = 0;
+        m.deliveries = 0;
+        m.delivered_bytes = 0;
+        m.cross_requests = 0;
+        m
+    }
 }
 
 /// The next value from a listener's channel, within [`WAIT`].
@@ -348,70 +361,13 @@ async fn an_unusable_callback_id_makes_a_plain_event() {
         );
     }
     assert_eq!(
-        s.metrics(),
+        s.losses(),
         MetricsSnapshot::default(),
         "nothing was dropped"
     );
 }
 
-// ----- background mode -------------------------------------------------------------------
-
-#[tokio::test]
-async fn staying_in_the_background_too_long_closes_with_4003() {
-    let close_time = Duration::from_millis(300);
-    let mut s = Server::start(
-        Node::builder().background_close_time(close_time),
-        WsConfig::default(),
-    )
-    .await;
-    let mut client = s.client("1").await;
-    let sent = Instant::now();
-    client.emit("$background", json!(true)).await;
-    let (code, reason) = client.expect_close_then_drain().await;
-    assert_eq!((code, reason.as_str()), (4003, "background timeout"));
-    assert!(
-        sent.elapsed() >= close_time,
-        "closed after {:?}, before the background close time",
-        sent.elapsed()
-    );
-    let closed = s.next_close().await;
-    assert_eq!(
-        (closed.code, closed.socket_id.as_deref()),
-        (4003, Some("1"))
-    );
-    let m = s.metrics();
-    assert_eq!((m.background_closes, m.reserved_events), (1, 0));
-    assert_eq!(s.node.local_client_count(), 0);
-}
-
-#[tokio::test]
-async fn coming_back_from_the_background_keeps_the_connection() {
-    let close_time = Duration::from_millis(300);
-    let s = Server::start(
-        Node::builder().background_close_time(close_time),
-        WsConfig::default(),
-    )
-    .await;
-    let mut client = s.client("1").await;
-    client.emit("$background", json!(true)).await;
-    client.emit("$background", json!(false)).await;
-    assert_still_served(&mut client).await;
-    // Silence for well past the close time is the behaviour under test.
-    assert!(
-        client.recv_within(close_time * 3).await.is_none(),
-        "a client back from the background was closed"
-    );
-    assert_still_served(&mut client).await;
-
-    // Going to the background again starts a fresh timer.
-    client.emit("$background", json!(true)).await;
-    client.emit("$background", json!(true)).await;
-    assert_eq!(
-        client.expect_close_then_drain().await,
-        (4003, "background timeout".to_owned())
-    );
-    assert_eq!(s.metrics().background_closes, 1);
-}
+// Background mode is tested on the paused clock, through the testing kit: `timers.rs`.
 
 // ----- binding and cleanup ---------------------------------------------------------------
 
@@ -458,7 +414,8 @@ async fn a_duplicate_bind_replaces_the_old_connection_with_4012() {
         )
     );
     s.node
-        .to_socket_id("1", "direct", &json!(1))
+        .to("1")
+        .emit("direct", &json!(1))
         .await
         .expect("to_socket_id");
     assert_eq!(new.recv_push().await, ("direct".to_owned(), json!(1)));
@@ -502,7 +459,8 @@ async fn a_refused_duplicate_bind_keeps_the_old_connection() {
     assert_eq!(s.node.connection_count(), 2);
     assert_eq!(s.node.local_client_count(), 1);
     s.node
-        .to_socket_id("1", "direct", &json!("for the first"))
+        .to("1")
+        .emit("direct", &json!("for the first"))
         .await
         .expect("to_socket_id");
     assert_eq!(
@@ -512,7 +470,7 @@ async fn a_refused_duplicate_bind_keeps_the_old_connection() {
     second.assert_silent("the refused connection").await;
     assert_still_served(&mut second).await;
     assert!(s.closes.try_recv().is_err(), "nobody was closed");
-    assert_eq!(s.metrics(), MetricsSnapshot::default());
+    assert_eq!(s.losses(), MetricsSnapshot::default());
 }
 
 #[tokio::test]
@@ -560,7 +518,7 @@ async fn disconnect_removes_the_binding_and_every_room() {
     assert_eq!(s.node.room_count("chat", Match::Exact), 0);
     assert!(!s.node.is_joined("8", "chat", None));
     assert_eq!(
-        s.metrics(),
+        s.losses(),
         MetricsSnapshot::default(),
         "a clean disconnect drops nothing"
     );
@@ -608,7 +566,8 @@ async fn a_client_that_stops_reading_is_dropped_and_others_get_every_broadcast()
     for seq in 0..max_broadcasts {
         let delivery = s
             .node
-            .broadcast("big", &json!({ "seq": seq, "blob": blob }))
+            .broadcast()
+            .emit("big", &json!({ "seq": seq, "blob": blob }))
             .await
             .expect("broadcast");
         assert!(
@@ -639,7 +598,8 @@ async fn a_client_that_stops_reading_is_dropped_and_others_get_every_broadcast()
     assert_eq!(s.node.connection_count(), 1);
 
     s.node
-        .to_socket_id("fast", "stop", &json!(null))
+        .to("fast")
+        .emit("stop", &json!(null))
         .await
         .expect("to_socket_id");
     let mut fast = timeout(WAIT, reader)
@@ -671,11 +631,12 @@ async fn a_client_that_stops_reading_is_dropped_at_the_byte_bound_with_a_small_s
     for seq in 0..max_pushes {
         let payload = json!({ "seq": seq, "blob": blob });
         if dropped_at.is_none() {
-            let sent = s.node.to_socket_id("slow", "chunk", &payload).await;
+            let sent = s.node.to("slow").emit("chunk", &payload).await;
             assert!(sent.is_ok(), "push {seq} to the slow client: {sent:?}");
         }
         s.node
-            .to_socket_id("fast", "chunk", &payload)
+            .to("fast")
+            .emit("chunk", &payload)
             .await
             .expect("push to the fast client");
         let got = timeout(WAIT, seqs.recv())
@@ -707,7 +668,8 @@ async fn a_client_that_stops_reading_is_dropped_at_the_byte_bound_with_a_small_s
     assert_eq!(s.node.connection_count(), 1);
 
     s.node
-        .to_socket_id("fast", "stop", &json!(null))
+        .to("fast")
+        .emit("stop", &json!(null))
         .await
         .expect("to_socket_id");
     let mut fast = timeout(WAIT, reader)
