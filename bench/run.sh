@@ -10,6 +10,10 @@ if [[ $# -gt 0 && $1 != -* ]]; then
     shift
 fi
 cargo build --release -p crosswire-bench
+# The reference bare server (`--server floor` / `all`), when ../shared/floor is beside the checkout.
+if [[ -d ../shared/floor ]]; then
+    cargo build --release --locked --manifest-path ../shared/floor/Cargo.toml --target-dir target/floor
+fi
 mkdir -p bench/results
 out="bench/results/$(date +%Y-%m-%dT%H-%M-%S).jsonl"
 echo "writing $out" >&2

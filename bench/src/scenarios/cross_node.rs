@@ -38,8 +38,8 @@ pub(super) async fn run(
     opts: &Options,
     out: &mut Reporter,
 ) -> Result<(), String> {
-    if kind == ServerKind::Baseline {
-        eprintln!("baseline: skipped (a single node; cross-node latency needs a cluster)");
+    if kind != ServerKind::Crosswire {
+        eprintln!("{}: skipped (a single node; cross-node latency needs a cluster)", kind.name());
         return Ok(());
     }
     let mut failures = Vec::new();

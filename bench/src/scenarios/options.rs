@@ -247,6 +247,10 @@ enum ServerChoice {
     Baseline,
     /// The baseline, then crosswire
     Both,
+    /// The reference bare server `floor` only (`../shared/floor`)
+    Floor,
+    /// The baseline, the floor, then crosswire
+    All,
 }
 
 /// A comma-separated list (`10,25,50`; empty items are skipped).
@@ -342,6 +346,10 @@ impl Cli {
                 ServerChoice::Both => vec![ServerKind::Baseline, ServerKind::Crosswire],
                 ServerChoice::Crosswire => vec![ServerKind::Crosswire],
                 ServerChoice::Baseline => vec![ServerKind::Baseline],
+                ServerChoice::Floor => vec![ServerKind::Floor],
+                ServerChoice::All => {
+                    vec![ServerKind::Baseline, ServerKind::Floor, ServerKind::Crosswire]
+                }
             },
             brokers: self.brokers.0.clone(),
             duration: self.duration,

@@ -45,8 +45,8 @@ pub(super) async fn run(
     let n = opts.unicast_clients;
     crate::load::limits::check_sockets(n as u64)?;
     match kind {
-        ServerKind::Baseline => {
-            eprintln!("baseline rows: {BASELINE_NOTE}");
+        ServerKind::Baseline | ServerKind::Floor => {
+            eprintln!("{} rows: {BASELINE_NOTE}", kind.name());
             let mut server = super::spawn(kind, opts).await?;
             let (pool, connected) = super::connect(&[server.addr], n, opts, kind).await;
             let result = match connected {

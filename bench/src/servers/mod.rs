@@ -33,6 +33,10 @@ pub enum ServerKind {
     Crosswire,
     /// The bare fastwebsockets + hyper server of [`baseline`], same demo events, one node only.
     Baseline,
+    /// The reference bare server `floor` (`../shared/floor`, built by `bench/run.sh` into
+    /// `target/floor`; another binary with `CROSSWIRE_BENCH_FLOOR=PATH`), same demo events,
+    /// one node only. It has no `stats` pipe: its counters read as empty.
+    Floor,
 }
 
 impl ServerKind {
@@ -41,6 +45,7 @@ impl ServerKind {
         match self {
             ServerKind::Crosswire => "crosswire",
             ServerKind::Baseline => "baseline",
+            ServerKind::Floor => "floor",
         }
     }
 
@@ -48,6 +53,7 @@ impl ServerKind {
         match name {
             "crosswire" => Some(ServerKind::Crosswire),
             "baseline" => Some(ServerKind::Baseline),
+            "floor" => Some(ServerKind::Floor),
             _ => None,
         }
     }
@@ -285,7 +291,8 @@ pub struct ServerProcess {
     /// Its process id, for `/proc/PID/stat`.
     pub pid: u32,
     child: Child,
-    pipe: Arc<Mutex<StatsPipe>>,
+    /// `None` for a server without the `stats` pipe (`floor`).
+    pipe: Option<Arc<Mutex<StatsPipe>>>,
 }
 
 /// The `stats` request/answer pipe of a server process (its stdin and stdout).
@@ -301,7 +308,7 @@ struct StatsPipe {
 pub struct ServerProbe {
     /// The server's process id.
     pub pid: u32,
-    pipe: Arc<Mutex<StatsPipe>>,
+    pipe: Option<Arc<Mutex<StatsPipe>>>,
 }
 
 impl ServerProbe {
@@ -312,7 +319,10 @@ impl ServerProbe {
 
     /// The server's own counters (see [`ServerProcess::counters`]).
     pub async fn counters(&self) -> Result<serde_json::Value, String> {
-        let mut pipe = self.pipe.lock().await;
+        let Some(pipe) = &self.pipe else {
+            return Ok(serde_json::json!({}));
+        };
+        let mut pipe = pipe.lock().await;
         pipe.stdin
             .write_all(b"stats\n")
             .await
@@ -329,6 +339,9 @@ impl ServerProbe {
 impl ServerProcess {
     /// Starts `spec` in a child process and waits until it listens.
     pub async fn spawn(spec: &ServerSpec) -> Result<ServerProcess, String> {
+        if spec.kind == ServerKind::Floor {
+            return ServerProcess::spawn_floor(spec).await;
+        }
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut child = Command::new(exe)
             .args(spec.to_args())
@@ -356,7 +369,50 @@ impl ServerProcess {
             addr,
             pid,
             child,
-            pipe: Arc::new(Mutex::new(StatsPipe { stdin, stdout })),
+            pipe: Some(Arc::new(Mutex::new(StatsPipe { stdin, stdout }))),
+        })
+    }
+
+    /// Starts the `floor` binary on a free port and waits for its `listening` line.
+    async fn spawn_floor(spec: &ServerSpec) -> Result<ServerProcess, String> {
+        let exe = std::env::var("CROSSWIRE_BENCH_FLOOR")
+            .unwrap_or_else(|_| "target/floor/release/floor".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| format!("no free port for floor: {e}"))?
+            .port();
+        let mut command = Command::new(&exe);
+        command.args(["--port", &port.to_string()]);
+        command.args(["--queue", &spec.outbound_queue.to_string()]);
+        if spec.threads > 0 {
+            command.args(["--threads", &spec.threads.to_string()]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("could not start {exe} (bench/run.sh builds it): {e}"))?;
+        let pid = child.id().ok_or("floor ended at once")?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .map_err(|_| "floor did not start within 30 s".to_string())?
+            .map_err(|e| format!("reading floor's stdout: {e}"))?
+            .ok_or("floor exited before listening")?;
+        if !line.contains(" listening ") {
+            return Err(format!("unexpected first line from floor: {line:?}"));
+        }
+        // What it prints later is read and dropped, so that a full pipe never blocks it.
+        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+        Ok(ServerProcess {
+            kind: ServerKind::Floor,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            pid,
+            child,
+            pipe: None,
         })
     }
 
@@ -410,6 +466,7 @@ pub fn serve_main(args: &[String]) -> Result<(), String> {
         let counters: Box<dyn Fn() -> serde_json::Value + Send> = match spec.kind {
             ServerKind::Crosswire => crosswire_node::start(&spec).await?,
             ServerKind::Baseline => baseline::start(&spec).await?,
+            ServerKind::Floor => return Err("floor runs as its own binary, not `serve`".into()),
         };
         answer_stats(counters).await
     })
