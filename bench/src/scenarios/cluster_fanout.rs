@@ -31,7 +31,10 @@ pub(super) async fn run(
     out: &mut Reporter,
 ) -> Result<(), String> {
     if kind != ServerKind::Crosswire {
-        eprintln!("{}: skipped (a single node; cross-node fan-out needs a cluster)", kind.name());
+        eprintln!(
+            "{}: skipped (a single node; cross-node fan-out needs a cluster)",
+            kind.name()
+        );
         return Ok(());
     }
     let n = opts.fanout_clients;

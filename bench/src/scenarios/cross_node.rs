@@ -39,7 +39,10 @@ pub(super) async fn run(
     out: &mut Reporter,
 ) -> Result<(), String> {
     if kind != ServerKind::Crosswire {
-        eprintln!("{}: skipped (a single node; cross-node latency needs a cluster)", kind.name());
+        eprintln!(
+            "{}: skipped (a single node; cross-node latency needs a cluster)",
+            kind.name()
+        );
         return Ok(());
     }
     let mut failures = Vec::new();

@@ -348,7 +348,11 @@ impl Cli {
                 ServerChoice::Baseline => vec![ServerKind::Baseline],
                 ServerChoice::Floor => vec![ServerKind::Floor],
                 ServerChoice::All => {
-                    vec![ServerKind::Baseline, ServerKind::Floor, ServerKind::Crosswire]
+                    vec![
+                        ServerKind::Baseline,
+                        ServerKind::Floor,
+                        ServerKind::Crosswire,
+                    ]
                 }
             },
             brokers: self.brokers.0.clone(),

@@ -78,7 +78,10 @@ pub(super) async fn run(
     out: &mut Reporter,
 ) -> Result<(), String> {
     if kind != ServerKind::Crosswire {
-        eprintln!("{}: skipped (a single node; targeted unicast needs a cluster)", kind.name());
+        eprintln!(
+            "{}: skipped (a single node; targeted unicast needs a cluster)",
+            kind.name()
+        );
         return Ok(());
     }
     let t = &opts.targeting;

@@ -120,6 +120,9 @@ impl Bucket {
 
     /// When the next token is earned; `None` if one is there now.
     pub(crate) fn next_token_at(&mut self, limit: &RateLimit) -> Option<Instant> {
+        if self.tokens >= 1.0 {
+            return None; // no need to read the clock: `take` refills
+        }
         let now = Instant::now();
         self.refill(limit, now);
         if self.tokens >= 1.0 {

@@ -223,12 +223,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
 
     /// Writes what is queued; drops a connection whose writes stalled.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
+        // Whether a batch started or bytes went out in this call: the clock is read for it
+        // only if a write is left waiting (the common batch goes out whole and needs no time).
+        let mut progressed = false;
         loop {
             if self.writer.is_idle() {
                 match self.outbox.poll_take(cx) {
                     Poll::Ready(Taken::Batch(batch)) => {
                         self.writer.start(batch);
-                        self.last_progress = Instant::now();
+                        progressed = true;
                     }
                     Poll::Ready(Taken::Killed) => return Step::Done,
                     Poll::Pending => break,
@@ -236,9 +239,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             let out_before = self.writer.bytes_out();
             let written = self.writer.poll_write(&mut self.io, cx);
-            if self.writer.bytes_out() != out_before {
-                self.last_progress = Instant::now();
-            }
+            progressed |= self.writer.bytes_out() != out_before;
             match written {
                 Poll::Ready(Ok(Written::Frames)) => {}
                 Poll::Ready(Ok(Written::Close)) => {
@@ -254,6 +255,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                 }
                 Poll::Pending => break,
             }
+        }
+        if progressed && !self.writer.is_idle() {
+            self.last_progress = Instant::now();
         }
         if self.writer.is_idle() {
             self.stall.clear();
