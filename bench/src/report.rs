@@ -100,10 +100,12 @@ pub(crate) fn round(x: f64, digits: i32) -> f64 {
 /// Scenario-specific fields that also get a crosswire ÷ baseline `ratio_<field>`.
 const EXTRA_RATIOS: [&str; 2] = ["rss_per_conn_bytes", "rss_per_conn_after_hold_bytes"];
 
-/// Emits rows and pairs crosswire rows with the baseline row of the same step.
+/// Emits rows and pairs crosswire rows with the baseline row (and the floor row, when the
+/// reference server ran too) of the same step.
 #[derive(Debug, Default)]
 pub(crate) struct Reporter {
     baseline: HashMap<(String, String), Step>,
+    floor: HashMap<(String, String), Step>,
     rows: Vec<Step>,
 }
 
@@ -127,6 +129,20 @@ impl Reporter {
     /// row on stderr.
     pub(crate) fn emit(&mut self, mut step: Step) {
         let key = (step.scenario.clone(), step.step.clone());
+        if step.server.starts_with("crosswire") {
+            if let Some(floor) = self.floor.get(&key) {
+                let d = ratio(step.deliveries_per_cpu_s, floor.deliveries_per_cpu_s);
+                let p99 = ratio(step.p99_ms, floor.p99_ms);
+                for (name, r) in [("deliveries_per_cpu_s", d), ("p99_ms", p99)] {
+                    if let Some(r) = r {
+                        step.set(&format!("floor_ratio_{name}"), r);
+                    }
+                }
+            }
+        }
+        if step.server == "floor" {
+            self.floor.insert(key.clone(), step.clone());
+        }
         if step.server == "baseline" {
             self.baseline.insert(key, step.clone());
         } else if let Some(base) = self.baseline.get(&key) {
@@ -147,36 +163,47 @@ impl Reporter {
         self.rows.push(step);
     }
 
-    /// Prints the side-by-side comparison of a scenario's rows on stderr.
+    /// Prints the side-by-side comparison of a scenario's rows on stderr: against the
+    /// baseline, and against the floor when it ran.
     pub(crate) fn compare(&self, scenario: &str) {
+        self.compare_with(scenario, "baseline", &self.baseline);
+        self.compare_with(scenario, "floor", &self.floor);
+    }
+
+    fn compare_with(
+        &self,
+        scenario: &str,
+        reference: &str,
+        references: &HashMap<(String, String), Step>,
+    ) {
         let rows: Vec<&Step> = self
             .rows
             .iter()
             .filter(|s| s.scenario == scenario && s.server.starts_with("crosswire"))
+            .filter(|s| references.contains_key(&(s.scenario.clone(), s.step.clone())))
             .collect();
-        if rows
-            .iter()
-            .all(|s| s.ratio_deliveries_per_cpu_s.is_none() && s.ratio_p99_ms.is_none())
-        {
+        if rows.is_empty() {
             return;
         }
-        eprintln!("-- {scenario}: crosswire vs baseline (same run) --");
+        eprintln!("-- {scenario}: crosswire vs {reference} (same run) --");
         eprintln!(
             "{:<14} {:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
             "server", "step", "base d/cpu", "cw d/cpu", "ratio", "base p99", "cw p99", "ratio"
         );
         for cw in rows {
-            let base = self.baseline.get(&(cw.scenario.clone(), cw.step.clone()));
+            let base = references.get(&(cw.scenario.clone(), cw.step.clone()));
+            let base_d = base.and_then(|b| b.deliveries_per_cpu_s);
+            let base_p99 = base.and_then(|b| b.p99_ms);
             eprintln!(
                 "{:<14} {:<16} {:>12} {:>12} {:>7} {:>9} {:>9} {:>7}",
                 cw.server,
                 cw.step,
-                opt(base.and_then(|b| b.deliveries_per_cpu_s), 0),
+                opt(base_d, 0),
                 opt(cw.deliveries_per_cpu_s, 0),
-                opt(cw.ratio_deliveries_per_cpu_s, 2),
-                opt(base.and_then(|b| b.p99_ms), 2),
+                opt(ratio(cw.deliveries_per_cpu_s, base_d), 2),
+                opt(base_p99, 2),
                 opt(cw.p99_ms, 2),
-                opt(cw.ratio_p99_ms, 2),
+                opt(ratio(cw.p99_ms, base_p99), 2),
             );
         }
     }
