@@ -88,13 +88,17 @@ pub enum TransportCount {
 /// What the application learns about a connection's opening request.
 ///
 /// Client parameters travel in the URL query (browsers cannot set headers), so this holds the
-/// decoded query parameters and the path.
+/// decoded query parameters and the path. Every connection keeps one for its lifetime, so it
+/// is stored compactly: the decoded parameters in one string, with their boundaries.
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
-    path: String,
-    params: HashMap<String, String>,
+    path: Box<str>,
+    /// Every decoded key and value, one after another.
+    params_text: Box<str>,
+    /// For each parameter in order, where its key and its value end in `params_text`.
+    params_ends: Box<[(usize, usize)]>,
     remote_addr: Option<SocketAddr>,
-    subprotocol: Option<String>,
+    subprotocol: Option<Box<str>>,
 }
 
 /// How [`RequestInfo::parse`] treats the request target.
@@ -131,27 +135,41 @@ impl RequestInfo {
         } else {
             path
         };
-        let params = form_urlencoded::parse(query.as_bytes())
-            .map(|(k, v)| {
-                let k = if options.lowercase_keys {
-                    k.to_lowercase()
-                } else {
-                    k.into_owned()
-                };
-                (k, v.into_owned())
-            })
-            .collect();
+        let mut params_text = String::new();
+        let mut params_ends = Vec::new();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            if options.lowercase_keys {
+                params_text.push_str(&key.to_lowercase());
+            } else {
+                params_text.push_str(&key);
+            }
+            let key_end = params_text.len();
+            params_text.push_str(&value);
+            params_ends.push((key_end, params_text.len()));
+        }
         RequestInfo {
-            path: path.to_owned(),
-            params,
+            path: path.into(),
+            params_text: params_text.into(),
+            params_ends: params_ends.into(),
             remote_addr,
             subprotocol: None,
         }
     }
 
+    /// Every parameter in request order, decoded.
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0;
+        self.params_ends.iter().map(move |&(key_end, value_end)| {
+            let text = &self.params_text;
+            let pair = (&text[start..key_end], &text[key_end..value_end]);
+            start = value_end;
+            pair
+        })
+    }
+
     /// The same, with the subprotocol the transport agreed on.
     pub fn with_subprotocol(mut self, subprotocol: Option<String>) -> Self {
-        self.subprotocol = subprotocol;
+        self.subprotocol = subprotocol.map(String::into_boxed_str);
         self
     }
 
@@ -160,14 +178,20 @@ impl RequestInfo {
         &self.path
     }
 
-    /// One query parameter, decoded.
+    /// One query parameter, decoded (the last one, when the name is repeated).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str)
+        self.pairs()
+            .filter(|&(key, _)| key == name)
+            .map(|(_, value)| value)
+            .last()
     }
 
-    /// All query parameters, decoded.
-    pub fn params(&self) -> &HashMap<String, String> {
-        &self.params
+    /// All query parameters, decoded, in a map (built on each call; a repeated name keeps its
+    /// last value).
+    pub fn params(&self) -> HashMap<String, String> {
+        self.pairs()
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
     }
 
     /// The WebSocket subprotocol agreed on in the handshake, if any.
@@ -178,5 +202,37 @@ impl RequestInfo {
     /// The peer's address, when the transport knows it.
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.remote_addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ParseOptions, RequestInfo};
+
+    #[test]
+    fn parameters_are_decoded_and_a_repeated_name_keeps_its_last_value() {
+        let info = RequestInfo::parse(
+            "/room/7?id=42&name=sam%20b&Id=x&id=43&empty=&flag",
+            ParseOptions::default(),
+            None,
+        );
+        assert_eq!(info.path(), "room/7");
+        assert_eq!(info.param("id"), Some("43"));
+        assert_eq!(info.param("Id"), Some("x"));
+        assert_eq!(info.param("name"), Some("sam b"));
+        assert_eq!(info.param("empty"), Some(""));
+        assert_eq!(info.param("flag"), Some(""));
+        assert_eq!(info.param("missing"), None);
+        let params = info.params();
+        assert_eq!(params.len(), 5);
+        assert_eq!(params["id"], "43");
+
+        let lower = ParseOptions {
+            lowercase_keys: true,
+            strip_leading_slash: false,
+        };
+        let info = RequestInfo::parse("/?ID=1&Id=2", lower, None);
+        assert_eq!((info.path(), info.param("id")), ("/", Some("2")));
+        assert!(RequestInfo::parse("/", lower, None).params().is_empty());
     }
 }
