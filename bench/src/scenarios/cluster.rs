@@ -138,3 +138,11 @@ pub(super) async fn wait_routed(
         }
     }
 }
+
+/// Names of the `n` nodes of a cluster: `a`, `b`, `c`, ...
+pub(super) fn node_names(n: usize) -> Vec<String> {
+    (b'a'..=b'z')
+        .take(n)
+        .map(|c| char::from(c).to_string())
+        .collect()
+}

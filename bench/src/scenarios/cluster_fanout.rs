@@ -1,10 +1,10 @@
-//! `cluster-fanout`: fan-out across nodes. crosswire runs as three nodes on one broker (Redis,
-//! and/or NATS with `--brokers`, one fresh cluster after the other) with `--clients` clients
-//! spread evenly over them (client i on node `i % 3`); every `broadcast` and `toRoom` is sent
-//! by a client of node `a`, so two thirds of each fan-out's recipients are on the other two
-//! nodes. Client i joins room `i % rooms`, so every room has members on every node. Every
+//! `cluster-fanout`: fan-out across nodes. crosswire runs as `--cluster-nodes` nodes (3 by
+//! default) on one broker (Redis, and/or NATS with `--brokers`, one fresh cluster after the
+//! other) with `--clients` clients spread evenly over them (client i on node `i % nodes`);
+//! every `broadcast` and `toRoom` is sent by a client of node `a`, so all but one node's share
+//! of each fan-out's recipients are on the other nodes. Client i joins room `i % rooms`, so every room has members on every node. Every
 //! client counts what it receives (lost / duplicated / misdelivered as in `fanout`);
-//! deliveries per server CPU-second is over the three nodes' CPU summed, the broker's CPU
+//! deliveries per server CPU-second is over the nodes' CPU summed, the broker's CPU
 //! apart. crosswire only (the baseline has no second node). Rows on Redis are `crosswire`,
 //! rows on NATS `crosswire-nats`.
 
@@ -20,7 +20,6 @@ use super::Options;
 
 const SCENARIO: &str = "cluster-fanout";
 /// Node names of the crosswire cluster; the senders are on the first.
-const NODES: [&str; 3] = ["a", "b", "c"];
 /// Longest the nodes may take to route to each other after they start.
 const ROUTE_WAIT: Duration = Duration::from_secs(15);
 
@@ -38,7 +37,8 @@ pub(super) async fn run(
         return Ok(());
     }
     let n = opts.fanout_clients;
-    if n < NODES.len() {
+    let nodes = opts.cluster_nodes;
+    if n < nodes {
         return Err(format!(
             "--clients {n}: at least one client per node needed"
         ));
@@ -57,13 +57,16 @@ pub(super) async fn run(
     }
 }
 
-/// The steps on a fresh 3-node crosswire cluster on `broker`.
+/// The steps on a fresh crosswire cluster of `--cluster-nodes` nodes on `broker`.
 async fn on_cluster(broker: Broker, opts: &Options, out: &mut Reporter) -> Result<(), String> {
     let n = opts.fanout_clients;
-    let mut cluster = Cluster::start(&NODES, opts, broker).await?;
+    let nodes = opts.cluster_nodes;
+    let names = cluster::node_names(nodes);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut cluster = Cluster::start(&names, opts, broker).await?;
     let (pool, connected) = super::connect(&cluster.addrs(), n, opts, ServerKind::Crosswire).await;
     let result = match connected {
-        Ok(()) => match cluster::wait_routed(&pool, NODES.len(), ROUTE_WAIT).await {
+        Ok(()) => match cluster::wait_routed(&pool, nodes, ROUTE_WAIT).await {
             Ok(()) => {
                 let pid = cluster.broker.pid();
                 steps(&mut cluster.nodes, broker, pid, &pool, opts, out).await
@@ -76,11 +79,11 @@ async fn on_cluster(broker: Broker, opts: &Options, out: &mut Reporter) -> Resul
     result
 }
 
-/// The client that sends message `seq`: the clients of node `a` (indices `0, 3, 6, ...`) in
-/// turn.
-fn sender(seq: u64, clients: usize) -> usize {
-    let on_first = clients.div_ceil(NODES.len()) as u64;
-    (seq % on_first) as usize * NODES.len()
+/// The client that sends message `seq` of `clients` spread over `nodes`: the clients of node
+/// `a` (indices `0, nodes, 2 × nodes, ...`) in turn.
+fn sender(seq: u64, clients: usize, nodes: usize) -> usize {
+    let on_first = clients.div_ceil(nodes) as u64;
+    (seq % on_first) as usize * nodes
 }
 
 async fn steps(
@@ -92,6 +95,7 @@ async fn steps(
     out: &mut Reporter,
 ) -> Result<(), String> {
     let n = pool.len();
+    let node_count = nodes.len();
     for &rate in &opts.cluster_broadcast_rates {
         let step = Paced {
             scenario: SCENARIO,
@@ -104,7 +108,7 @@ async fn steps(
             let text = format!(
                 r#"{{"event":"command","payload":{{"action":"broadcast","msg":"{token}"}},"callbackId":"c{seq}"}}"#
             );
-            (sender(seq, n), text)
+            (sender(seq, n, node_count), text)
         })
         .await?;
         label(&mut row, broker, broker_pid, before, nodes.len());
@@ -128,7 +132,7 @@ async fn steps(
             let text = format!(
                 r#"{{"event":"command","payload":{{"action":"toRoom","roomId":"room{room}","msg":"{token}"}},"callbackId":"c{seq}"}}"#
             );
-            (sender(seq, n), text)
+            (sender(seq, n, node_count), text)
         })
         .await?;
         row.set("rooms", rooms);
@@ -167,11 +171,13 @@ mod tests {
 
     #[test]
     fn senders_are_on_the_first_node() {
-        for n in [3, 4, 5, 2000] {
-            for seq in 0..5000 {
-                let s = sender(seq, n);
-                assert!(s < n, "n {n} seq {seq} -> {s}");
-                assert_eq!(s % NODES.len(), 0);
+        for nodes in [2, 3, 5] {
+            for n in [nodes, nodes + 1, 5, 2000] {
+                for seq in 0..5000 {
+                    let s = sender(seq, n, nodes);
+                    assert!(s < n, "n {n} seq {seq} -> {s}");
+                    assert_eq!(s % nodes, 0);
+                }
             }
         }
     }

@@ -71,9 +71,12 @@ pub(crate) struct Cli {
     /// rpc open-loop rates per second
     #[arg(long, value_name = "R,...", default_value = "5000,10000,20000")]
     rpc_rates: List<f64>,
-    /// unicast clients, spread over 3 crosswire nodes
+    /// unicast clients, spread over the crosswire nodes
     #[arg(long, value_name = "N", default_value_t = 2_000)]
     unicast_clients: usize,
+    /// unicast and cluster-fanout: crosswire node processes of the cluster (2 to 26)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    cluster_nodes: usize,
     /// unicast toPlayer rates per second
     #[arg(
         long,
@@ -338,8 +341,11 @@ impl Cli {
         if !(0.0..=1.0).contains(&self.churn_clean) {
             return Err("--churn-clean must be between 0 and 1".into());
         }
-        if self.unicast_clients < 3 {
-            return Err("--unicast-clients must be at least 3 (one per node)".into());
+        if !(2..=26).contains(&self.cluster_nodes) {
+            return Err("--cluster-nodes must be between 2 and 26".into());
+        }
+        if self.unicast_clients < self.cluster_nodes {
+            return Err("--unicast-clients must be at least one per node".into());
         }
         Ok(Options {
             servers: match self.server {
@@ -369,6 +375,7 @@ impl Cli {
             rpc_clients: self.rpc_clients,
             rpc_rates: self.rpc_rates.0.clone(),
             unicast_clients: self.unicast_clients,
+            cluster_nodes: self.cluster_nodes,
             unicast_rates: self.unicast_rates.0.clone(),
             probe_rate: self.probe_rate,
             slow_clients: self.slow_clients,
@@ -451,6 +458,8 @@ pub(crate) struct Options {
     pub(crate) rpc_rates: Vec<f64>,
     /// `unicast`: clients, spread evenly over the nodes.
     pub(crate) unicast_clients: usize,
+    /// `unicast`, `cluster-fanout`: node processes of the cluster.
+    pub(crate) cluster_nodes: usize,
     /// `unicast`: `toPlayer` rates per second.
     pub(crate) unicast_rates: Vec<f64>,
     /// `cross-node`: messages per second of each probe (raw Redis, same-node, cross-node).

@@ -1,7 +1,7 @@
 //! `unicast`: `toPlayer` from random clients to random ids. crosswire runs as a cluster of
-//! three nodes on one broker (Redis, and/or NATS with `--brokers`, one cluster after the
-//! other) with the clients spread evenly over them (so about two thirds of the messages
-//! cross nodes); the baseline, a single node holding every client, is a single-node
+//! `--cluster-nodes` nodes (3 by default) on one broker (Redis, and/or NATS with `--brokers`,
+//! one cluster after the other) with the clients spread evenly over them (so with 3 nodes
+//! about two thirds of the messages cross nodes); the baseline, a single node holding every client, is a single-node
 //! reference, not a like-for-like cluster. Deliveries per server CPU-second (the nodes' CPU
 //! summed; the broker's CPU apart), latency and exact per-recipient accounting. Rows on
 //! Redis are `crosswire`, rows on NATS `crosswire-nats`.
@@ -20,7 +20,6 @@ use super::Options;
 
 const SCENARIO: &str = "unicast";
 /// Node names of the crosswire cluster.
-const NODES: [&str; 3] = ["a", "b", "c"];
 /// Mixed into a step's salt to choose senders independently of recipients.
 const SENDER_SALT: u64 = 0x5e4d_e75a_17ed_0001;
 /// Longest the nodes may take to route to each other after they start.
@@ -76,10 +75,12 @@ pub(super) async fn run(
 async fn on_cluster(broker: Broker, opts: &Options, out: &mut Reporter) -> Result<(), String> {
     let n = opts.unicast_clients;
     let kind = ServerKind::Crosswire;
-    let mut cluster = Cluster::start(&NODES, opts, broker).await?;
+    let names = cluster::node_names(opts.cluster_nodes);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut cluster = Cluster::start(&names, opts, broker).await?;
     let (pool, connected) = super::connect(&cluster.addrs(), n, opts, kind).await;
     let result = match connected {
-        Ok(()) => match cluster::wait_routed(&pool, NODES.len(), ROUTE_WAIT).await {
+        Ok(()) => match cluster::wait_routed(&pool, names.len(), ROUTE_WAIT).await {
             Ok(()) => {
                 let pid = cluster.broker.pid();
                 steps(&mut cluster.nodes, Some((broker, pid)), &pool, opts, out).await
@@ -147,7 +148,7 @@ async fn steps(
             );
             row.set(&format!("{name}_rss_bytes"), after.rss_bytes);
         }
-        label(&mut row, broker.map(|(broker, _)| broker));
+        label(&mut row, broker.map(|(broker, _)| broker), nodes);
         out.emit(row);
     }
     Ok(())
@@ -155,7 +156,7 @@ async fn steps(
 
 /// Marks what the row's topology is, so that nobody reads the ratio as like-for-like, and
 /// names crosswire's rows after their broker.
-fn label(row: &mut Step, broker: Option<Broker>) {
+fn label(row: &mut Step, broker: Option<Broker>, nodes: usize) {
     match broker {
         None => {
             row.set("topology", "1 node (reference)");
@@ -164,7 +165,7 @@ fn label(row: &mut Step, broker: Option<Broker>) {
         Some(broker) => {
             row.server = broker.crosswire_label().into();
             row.set("broker", broker.name());
-            row.set("topology", format!("3 nodes + {}", broker.name()));
+            row.set("topology", format!("{nodes} nodes + {}", broker.name()));
             row.set("ratio_note", "ratios are to the single-node reference");
         }
     }
