@@ -42,6 +42,9 @@ pub fn install(node: &Node) {
                     let id = id.to_owned();
                     if let Err(error) = n.bind(&socket, &id) {
                         tracing::info!(%error, "demo: bind refused");
+                        if matches!(error, crate::Error::InvalidName { .. }) {
+                            socket.close(close_codes::AUTH_FAILED, "Auth failure");
+                        }
                     }
                 }
                 None => socket.close(close_codes::AUTH_FAILED, "Auth failure"),

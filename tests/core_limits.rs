@@ -486,3 +486,26 @@ async fn each_limit_is_logged_once_per_connection() {
         }
     }
 }
+
+#[cfg(feature = "testing")]
+#[tokio::test(start_paused = true)]
+async fn socket_ids_longer_than_max_socket_id_len_are_refused() {
+    let cluster = crosswire::testing::TestCluster::new(["a"], |_| {})
+        .await
+        .expect("cluster");
+    let node = cluster.node("a");
+    let client = cluster.client("a").connect().await;
+    let socket = client.socket().expect("the connection is open");
+    let longest = "é".repeat(crosswire::MAX_SOCKET_ID_LEN / 2); // 256 bytes, 128 characters
+    let too_long = format!("{longest}x");
+    let refused = node.bind(&socket, &too_long);
+    assert!(
+        matches!(refused, Err(crosswire::Error::InvalidName { .. })),
+        "{refused:?}"
+    );
+    assert!(node.socket(&too_long).is_none());
+    assert_eq!(socket.socket_id(), None);
+    node.bind(&socket, &longest)
+        .expect("an id of exactly the limit binds");
+    assert!(node.socket(&longest).is_some());
+}

@@ -170,3 +170,29 @@ async fn boss_commands_reach_exactly_the_intended_clients_across_nodes() {
         assert_eq!(node.pending_cross_callbacks(), 0, "{}", node.server_name());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_id_over_the_length_limit_is_refused_with_4011() {
+    use crosswire::close_codes::AUTH_FAILED;
+    use crosswire::testing::Closed;
+
+    let cluster = TestCluster::new(["a"], crosswire::demo::install)
+        .await
+        .expect("cluster");
+    let too_long = "x".repeat(crosswire::MAX_SOCKET_ID_LEN + 1);
+    // From the query, bound by the demo's connection handler.
+    let mut client = cluster.client("a").query("id", &too_long).connect().await;
+    let closed = Closed {
+        code: AUTH_FAILED,
+        reason: "Auth failure".to_owned(),
+    };
+    assert_eq!(client.closed().await, closed);
+    // Pre-authenticated: the node refuses the bind itself.
+    let mut client = cluster.client("a").bound_as(&too_long).connect().await;
+    let closed = Closed {
+        code: AUTH_FAILED,
+        reason: "invalid socket id".to_owned(),
+    };
+    assert_eq!(client.closed().await, closed);
+    assert_eq!(cluster.node("a").local_client_count(), 0);
+}

@@ -8,6 +8,11 @@ use crate::options::DuplicateBind;
 use crate::room_index::SocketId;
 use crate::{close_codes, Error, Socket};
 
+/// The longest socket id [`Node::bind`] accepts, in bytes. Every node keeps the ids bound
+/// anywhere in the cluster and each binding is announced to all of them, so an id taken from
+/// a client's request must not be allowed to grow without bound.
+pub const MAX_SOCKET_ID_LEN: usize = 256;
+
 impl Node {
     /// Binds an (authenticated) connection to an application socket id. Deliveries by id and
     /// rooms work only for bound connections; the binding and its rooms go away by themselves
@@ -15,11 +20,17 @@ impl Node {
     /// node's [`DuplicateBind`] policy.
     ///
     /// # Errors
-    /// [`Error::InvalidName`] for an empty id, [`Error::AlreadyBound`] under
-    /// [`DuplicateBind::Refuse`].
+    /// [`Error::InvalidName`] for an empty id or one longer than [`MAX_SOCKET_ID_LEN`] bytes,
+    /// [`Error::AlreadyBound`] under [`DuplicateBind::Refuse`].
     pub fn bind(&self, socket: &Socket, socket_id: &str) -> Result<(), Error> {
         if socket_id.is_empty() {
             return Err(Error::invalid("socket id", "it is empty"));
+        }
+        if socket_id.len() > MAX_SOCKET_ID_LEN {
+            return Err(Error::invalid(
+                "socket id",
+                "it is longer than MAX_SOCKET_ID_LEN (256 bytes)",
+            ));
         }
         let refuse = self.inner.options.duplicate_bind == DuplicateBind::Refuse;
         if refuse && self.bound_elsewhere(socket_id) {

@@ -71,6 +71,7 @@ mod telemetry;
 mod transport;
 
 pub use backoff::Backoff;
+pub use binding::MAX_SOCKET_ID_LEN;
 pub use bridge::{
     CallbackId, CrossEmit, CrossReply, CrossResult, ReplyStream, DEFAULT_CROSS_TIMEOUT,
 };

@@ -16,7 +16,7 @@ use crate::listeners::{drive_all, poll_once};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeInner, BACKGROUND_EVENT};
 use crate::transport::{RequestInfo, Transport};
-use crate::{close_codes, Connection, Socket};
+use crate::{close_codes, Connection, Error, Socket};
 
 impl Node {
     /// Registers a new client connection and runs the [`system::Connection`] handlers to
@@ -76,7 +76,12 @@ impl Node {
         if let Some(id) = socket_id {
             if let Err(error) = self.bind(&socket, id) {
                 tracing::debug!(conn = conn_id, %error, "pre-authenticated bind refused");
-                socket.close(close_codes::KICKED, "socket id already connected");
+                match error {
+                    Error::AlreadyBound(_) => {
+                        socket.close(close_codes::KICKED, "socket id already connected");
+                    }
+                    _ => socket.close(close_codes::AUTH_FAILED, "invalid socket id"),
+                }
             }
         }
         let limits = self.inner.options.connection;
