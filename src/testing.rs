@@ -393,9 +393,7 @@ impl TestClient {
 
     /// Sends one text message exactly as given (for malformed or hand-made frames).
     pub fn send_text(&self, text: &str) {
-        if let Some(connection) = self.connection.lock().as_ref() {
-            connection.text(text.as_bytes());
-        }
+        self.send_bytes(text.as_bytes());
     }
 
     /// Sends event `event` with `payload`, without asking for a reply.

@@ -4,6 +4,7 @@
 //! Each push is encoded once. Local recipients get the same bytes queued directly (never
 //! through the broker); other nodes get them inside one envelope and write them unchanged.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -165,11 +166,11 @@ impl Node {
         room: &str,
         event: &str,
         payload: &T,
-        options: RoomOptions,
+        options: RoomOptions<'_>,
     ) -> Result<Delivery, Error> {
         crate::channels::check_namespace(namespace)?;
         let frame = encode_push(event, payload)?;
-        let exclude: Vec<&str> = options.exclude.iter().map(String::as_str).collect();
+        let exclude: Vec<&str> = options.exclude.iter().map(|id| &**id).collect();
         let local = self.deliver_to_room(namespace, room, &exclude, &frame);
         if options.destroy {
             self.remove_room(namespace, room).await?;
@@ -271,36 +272,15 @@ impl Node {
     }
 }
 
-/// How a room push is narrowed ([`ToRoom`](crate::ToRoom) builds it).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct RoomOptions {
-    pub(crate) exclude: Vec<String>,
+/// How a room push is narrowed ([`ToRoom`](crate::ToRoom) fills it in).
+#[derive(Debug, Default)]
+pub(crate) struct RoomOptions<'a> {
+    /// Socket ids skipped on every node.
+    pub(crate) exclude: Vec<Cow<'a, str>>,
+    /// This node's members only.
     pub(crate) local_only: bool,
+    /// Remove the room after delivering, on every node that has it.
     pub(crate) destroy: bool,
-}
-
-impl RoomOptions {
-    /// Skips these socket ids. Default: none.
-    pub(crate) fn exclude<I, S>(mut self, ids: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.exclude = ids.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Delivers to this node's members only. Default: `false`.
-    pub(crate) fn local_only(mut self) -> Self {
-        self.local_only = true;
-        self
-    }
-
-    /// Removes the room after delivering, on every node that has it. Default: `false`.
-    pub(crate) fn destroy(mut self) -> Self {
-        self.destroy = true;
-        self
-    }
 }
 
 /// What a delivery did.

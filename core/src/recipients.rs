@@ -190,29 +190,25 @@ pub struct ToRoom<'a> {
     node: &'a Node,
     namespace: &'a str,
     room: &'a str,
-    options: RoomOptions,
+    options: RoomOptions<'a>,
 }
 
-impl ToRoom<'_> {
+impl<'a> ToRoom<'a> {
     /// Skips these socket ids (one id, or a list), on every node.
-    pub fn except<'b>(mut self, socket_ids: impl SocketIds<'b>) -> Self {
-        let ids = socket_ids
-            .into_socket_ids()
-            .into_iter()
-            .map(Cow::into_owned);
-        self.options = self.options.exclude(ids);
+    pub fn except(mut self, socket_ids: impl SocketIds<'a>) -> Self {
+        self.options.exclude = socket_ids.into_socket_ids();
         self
     }
 
     /// This node's members only: nothing is published.
     pub fn local(mut self) -> Self {
-        self.options = self.options.local_only();
+        self.options.local_only = true;
         self
     }
 
     /// Removes the room after delivering, on every node that has it.
     pub fn destroy(mut self) -> Self {
-        self.options = self.options.destroy();
+        self.options.destroy = true;
         self
     }
 

@@ -336,6 +336,19 @@ impl ServerProbe {
     }
 }
 
+/// The first line a starting server prints (its `listening` line), within 30 s.
+async fn first_line(
+    stdout: &mut Lines<BufReader<ChildStdout>>,
+    kind: ServerKind,
+) -> Result<String, String> {
+    let name = kind.name();
+    tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+        .await
+        .map_err(|_| format!("{name} did not start within 30 s"))?
+        .map_err(|e| format!("reading {name}'s stdout: {e}"))?
+        .ok_or(format!("{name} exited before listening"))
+}
+
 impl ServerProcess {
     /// Starts `spec` in a child process and waits until it listens.
     pub async fn spawn(spec: &ServerSpec) -> Result<ServerProcess, String> {
@@ -355,11 +368,7 @@ impl ServerProcess {
         let stdin = child.stdin.take().ok_or("no stdin")?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut stdout = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-            .await
-            .map_err(|_| format!("{} did not start within 30 s", spec.kind.name()))?
-            .map_err(|e| format!("reading the server's stdout: {e}"))?
-            .ok_or(format!("{} exited before listening", spec.kind.name()))?;
+        let line = first_line(&mut stdout, spec.kind).await?;
         let addr = line
             .strip_prefix("listening ")
             .and_then(|a| a.parse().ok())
@@ -397,11 +406,7 @@ impl ServerProcess {
         let pid = child.id().ok_or("floor ended at once")?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut stdout = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-            .await
-            .map_err(|_| "floor did not start within 30 s".to_string())?
-            .map_err(|e| format!("reading floor's stdout: {e}"))?
-            .ok_or("floor exited before listening")?;
+        let line = first_line(&mut stdout, spec.kind).await?;
         if !line.contains(" listening ") {
             return Err(format!("unexpected first line from floor: {line:?}"));
         }
