@@ -3,10 +3,12 @@
 //! ```text
 //! crosswire-bench <scenario> [flags]   run a scenario against crosswire and the baseline
 //! crosswire-bench serve --kind K ...   (internal) one server process under test
+//! crosswire-bench generate ...         (internal) one load-generator process (`scale`)
 //! ```
 //!
 //! The flags are in [`scenarios::Cli`] (`crosswire-bench --help`).
 
+mod generators;
 mod load;
 mod report;
 mod scenarios;
@@ -22,6 +24,14 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("serve") {
         if let Err(message) = servers::serve_main(&args[2..]) {
             eprintln!("crosswire-bench: {message}");
+            std::process::exit(2);
+        }
+        return;
+    }
+    // `generate` is a generator process of the `scale` scenario, started by the parent.
+    if args.get(1).map(String::as_str) == Some("generate") {
+        if let Err(message) = generators::generate_main(&args[2..]) {
+            eprintln!("crosswire-bench generate: {message}");
             std::process::exit(2);
         }
         return;
@@ -45,7 +55,6 @@ fn bench(cli: &Cli) -> Result<(), String> {
             .error(clap::error::ErrorKind::ValueValidation, message)
             .exit(),
     };
-    load::clock::start();
     match load::limits::raise_nofile() {
         Ok(limit) => eprintln!(
             "RLIMIT_NOFILE: soft {} hard {} (the servers inherit it)",

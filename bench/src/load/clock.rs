@@ -1,17 +1,25 @@
-//! One monotonic clock for the whole generator: send and receive timestamps come from the
-//! same process, so `now - sent` is a true one-way latency.
+//! One monotonic clock for every generator process: `CLOCK_MONOTONIC` is the same clock in
+//! every process on this machine, so a token stamped by the sending process and read by a
+//! receiving one (the `scale` scenario's generator processes) gives a true one-way latency.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use nix::time::{clock_gettime, ClockId};
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Starts the clock (idempotent); call once early so timestamps stay small.
-pub(crate) fn start() {
-    let _ = START.get_or_init(Instant::now);
+/// Nanoseconds on `CLOCK_MONOTONIC` (since boot); 0 if the clock cannot be read, which
+/// Linux never refuses for this clock.
+pub(crate) fn now_nanos() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        (ts.tv_sec() as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec() as u64)
+    })
 }
 
-/// Nanoseconds since the generator's clock started.
-pub(crate) fn now_nanos() -> u64 {
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn never_goes_back() {
+        let a = super::now_nanos();
+        let b = super::now_nanos();
+        assert!(a > 0 && b >= a, "{a} then {b}");
+    }
 }

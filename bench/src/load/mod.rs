@@ -28,5 +28,5 @@ pub(crate) mod record;
 pub(crate) mod stalled;
 pub(crate) mod token;
 
-pub(crate) use pool::{Pool, PoolConfig};
+pub(crate) use pool::{start_sources_at, Pool, PoolConfig};
 pub(crate) use record::{Audience, StepCtx};

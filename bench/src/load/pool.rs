@@ -93,6 +93,12 @@ fn reserve_sources(n: u32) -> u32 {
     NEXT_SOURCE.fetch_add(n, Ordering::Relaxed) + 1
 }
 
+/// Makes this process's pools start at source offset `first` (at least 1): generator
+/// processes of one run take disjoint ranges, so that their source ports never collide.
+pub(crate) fn start_sources_at(first: u32) {
+    NEXT_SOURCE.store(first.max(1) - 1, Ordering::Relaxed);
+}
+
 /// The source address at `offset` (offset 1 is 127.0.0.2).
 fn source_addr(offset: u32) -> Ipv4Addr {
     // 127.0.0.2 upwards, skipping last octets 0 and 255.
@@ -175,6 +181,16 @@ impl Pool {
             per_addr,
         };
         (pool, report)
+    }
+
+    /// A pool without clients (nothing to send through or shut down).
+    pub(crate) fn empty() -> Pool {
+        Pool {
+            clients: Vec::new(),
+            counters: Arc::default(),
+            first_source: 1,
+            per_addr: 1,
+        }
     }
 
     /// Takes the pool apart (its clients stay connected).

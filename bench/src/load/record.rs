@@ -107,7 +107,12 @@ static NEXT_STEP: AtomicU64 = AtomicU64::new(1);
 impl StepCtx {
     /// A new step with a fresh id.
     pub(crate) fn new(audience: Audience) -> Arc<StepCtx> {
-        let id = NEXT_STEP.fetch_add(1, Ordering::Relaxed) as u32;
+        Self::with_id(NEXT_STEP.fetch_add(1, Ordering::Relaxed) as u32, audience)
+    }
+
+    /// A step with the id another process chose (a generator process recording the step
+    /// its parent sends).
+    pub(crate) fn with_id(id: u32, audience: Audience) -> Arc<StepCtx> {
         Arc::new(StepCtx {
             id,
             audience,

@@ -13,6 +13,7 @@ mod options;
 mod paced;
 mod rpc;
 mod sampler;
+mod scale;
 mod slow_consumer;
 mod soak;
 mod unicast;
@@ -42,12 +43,17 @@ pub(crate) const ALL: [&str; 8] = [
 pub(crate) const EXTRA: [&str; 1] = ["unicast-targeting"];
 
 /// Runs scenario `name` (or `all`) with `opts`. `soak` is not part of `all` (it runs for
-/// minutes, against crosswire only), nor are the [`EXTRA`] ones.
+/// minutes, against crosswire only), nor is `scale` (several minutes, crosswire only), nor
+/// are the [`EXTRA`] ones.
 pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
     let mut reporter = Reporter::new();
     if name == "soak" {
         reporter.header(name);
         return soak::run(opts, &mut reporter).await;
+    }
+    if name == "scale" {
+        reporter.header(name);
+        return scale::run(opts, &mut reporter).await;
     }
     let names: Vec<&str> = match name {
         "all" => ALL.to_vec(),

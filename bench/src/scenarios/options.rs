@@ -99,6 +99,25 @@ pub(crate) struct Cli {
     /// unicast-targeting: toPlayer of each burst, sent at once
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     targeting_burst: u64,
+    /// scale: clients in all, spread over --scale-generators processes and the nodes
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    scale_clients: usize,
+    /// scale: crosswire node processes on one broker
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    scale_nodes: usize,
+    /// scale: load-generator processes (each holds at most about 19,800 clients)
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    scale_generators: usize,
+    /// scale: broadcasts to every client per second
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    scale_rate: f64,
+    /// scale: sending window of the broadcast step, seconds
+    #[arg(long, value_name = "S", default_value = "60", value_parser = seconds)]
+    scale_duration: Duration,
+    /// scale: idle hold with heartbeats before the broadcast step (its CPU is the floor under
+    /// the step's), seconds
+    #[arg(long, value_name = "S", default_value = "10", value_parser = seconds)]
+    scale_hold: Duration,
     /// cross-node probe rate per second, each probe --duration long
     #[arg(long, value_name = "R", default_value_t = 1_000.0)]
     probe_rate: f64,
@@ -230,6 +249,13 @@ pub(crate) enum Scenario {
     /// per visit gives pushes delivered per second (median); a summary prints the
     /// after/before ratios
     UnicastTargeting,
+    /// crosswire only, not part of `all`, a few minutes: --scale-clients clients (100,000)
+    /// held by --scale-nodes node processes on one broker (Redis; --brokers) and connected
+    /// from --scale-generators generator processes on their own source addresses; reports
+    /// the connect rate, server memory per connection, the idle CPU of the heartbeats, then
+    /// broadcasts to every client at --scale-rate for --scale-duration (every delivery
+    /// accounted for)
+    Scale,
 }
 
 impl Scenario {
@@ -344,6 +370,9 @@ impl Cli {
         if !(2..=26).contains(&self.cluster_nodes) {
             return Err("--cluster-nodes must be between 2 and 26".into());
         }
+        if self.scale_nodes == 0 || self.scale_generators == 0 {
+            return Err("--scale-nodes and --scale-generators must be at least 1".into());
+        }
         if self.unicast_clients < self.cluster_nodes {
             return Err("--unicast-clients must be at least one per node".into());
         }
@@ -417,6 +446,14 @@ impl Cli {
                 rate: self.targeting_rate,
                 duration: self.targeting_duration,
                 burst: self.targeting_burst,
+            },
+            scale: ScaleOptions {
+                clients: self.scale_clients,
+                nodes: self.scale_nodes,
+                generators: self.scale_generators,
+                rate: self.scale_rate,
+                duration: self.scale_duration,
+                hold: self.scale_hold,
             },
         })
     }
@@ -493,6 +530,26 @@ pub(crate) struct Options {
     pub(crate) flood: FloodOptions,
     /// `unicast-targeting` settings.
     pub(crate) targeting: TargetingOptions,
+    /// `scale`.
+    pub(crate) scale: ScaleOptions,
+}
+
+/// Settings of the `scale` scenario (many clients over several node and generator
+/// processes).
+#[derive(Debug, Clone)]
+pub(crate) struct ScaleOptions {
+    /// Clients in all.
+    pub(crate) clients: usize,
+    /// Node processes.
+    pub(crate) nodes: usize,
+    /// Generator processes.
+    pub(crate) generators: usize,
+    /// Broadcasts per second.
+    pub(crate) rate: f64,
+    /// Sending window of the broadcast step.
+    pub(crate) duration: Duration,
+    /// Idle hold before it.
+    pub(crate) hold: Duration,
 }
 
 /// Settings of the `unicast-targeting` scenario (a cluster with targeted unicast off beside
