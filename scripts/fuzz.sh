@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 seconds="${1:-60}"
-read -r -a targets <<<"${FUZZ_TARGETS:-frame_reader frame_differential client_frame envelope request_target}"
+read -r -a targets <<<"${FUZZ_TARGETS:-frame_reader frame_differential client_frame envelope request_target js_wire}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz

@@ -20,6 +20,8 @@ fi
 # tests/hostile_clients.rs drives real Node.js WebSocket clients (tests/js/: the `ws` package,
 # pinned in tests/js/package-lock.json). `npm ci` reinstalls exactly that; output only on error.
 echo "== node clients"; npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
+# The Node.js package itself, for core's js_wire byte-compatibility test against its notepack.io.
+mkdir -p target && rm -rf target/js-package && cp -r ../shared/js-package/package target/js-package && npm ci --omit=dev --prefix target/js-package --no-audit --no-fund --loglevel=error >/dev/null
 
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets --all-features -- -D warnings

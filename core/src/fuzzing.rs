@@ -387,3 +387,43 @@ fn to_spec(envelope: &Envelope<'_>) -> EnvelopeSpec {
         body,
     }
 }
+
+/// The Node.js package's channels with its default prefixes, one of each kind: the bridge,
+/// the private channel, the broadcast channel, a room namespace and a custom channel.
+pub const JS_WIRE_CHANNELS: [&str; 5] = [
+    "csbp:server_bridge",
+    "ws:private_socket",
+    "ws:broadcast",
+    "ws:chat",
+    "custom",
+];
+
+/// A Node.js package message as [`decode_js_wire`] typed it (opaque; compare it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsWireMessage(crate::js_wire::JsMessage);
+
+/// The package's serialization: msgpack (notepack.io) when `msgpack`, else JSON.
+fn js_format(msgpack: bool) -> crate::js_wire::JsFormat {
+    if msgpack {
+        crate::js_wire::JsFormat::Msgpack
+    } else {
+        crate::js_wire::JsFormat::Json
+    }
+}
+
+/// Decodes `bytes` received on `channel` (default prefixes) as a crosswire node joining a
+/// cluster of the Node.js package would.
+///
+/// # Errors
+/// Why the message is refused, as text.
+pub fn decode_js_wire(channel: &str, bytes: &[u8], msgpack: bool) -> Result<JsWireMessage, String> {
+    let channels = crate::js_wire::JsChannels::new("csbp:", "ws:");
+    crate::js_wire::decode(&channels, channel, bytes, js_format(msgpack))
+        .map(JsWireMessage)
+        .map_err(|e| e.to_string())
+}
+
+/// Encodes `message` as the package would publish it.
+pub fn encode_js_wire(message: &JsWireMessage, msgpack: bool) -> Vec<u8> {
+    crate::js_wire::encode(&message.0, js_format(msgpack))
+}

@@ -54,6 +54,9 @@ pub mod frame;
 pub mod fuzzing;
 mod handoff;
 mod inbound;
+// The Node.js package's Redis messages; not wired into the node yet (hence dead_code).
+#[allow(dead_code)]
+mod js_wire;
 mod lifecycle;
 mod limits;
 mod listeners;
