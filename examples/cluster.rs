@@ -28,6 +28,10 @@
 //! is forgotten after 3 missed announcements, so a short interval makes `stats` follow
 //! nodes that come and go quickly.
 //!
+//! `--js-compat` (or `--js-compat-json` for the package's `enableRedisDataCompression: false`)
+//! makes the node speak the Node.js package's messages on Redis, so that it joins a running
+//! cluster of the package's nodes (README, "Migrating from the Node.js package").
+//!
 //! `--metrics ADDR` (e.g. `--metrics 127.0.0.1:9100`) installs the Prometheus recorder of
 //! `metrics-exporter-prometheus` and serves every node's metrics of this process (labelled
 //! `node="<name>"`) as Prometheus text at `http://ADDR/metrics`; each scrape first calls
@@ -52,7 +56,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crosswire::memory::MemoryHub;
 use crosswire::ws::{WsConfig, WsServer};
-use crosswire::{system, Node, NodeBuilder};
+use crosswire::{system, Node, NodeBuilder, Wire};
 
 /// Several crosswire nodes serving the demo event set: in one process on the in-memory broker,
 /// or one node per process on Redis or NATS.
@@ -85,6 +89,13 @@ struct Args {
     /// Serve Prometheus metrics of this process's nodes at http://ADDR/metrics
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Speak the Node.js package's node-to-node messages (msgpack, its default) to join a
+    /// cluster of its nodes on the same Redis
+    #[arg(long)]
+    js_compat: bool,
+    /// Like --js-compat, for the package's `enableRedisDataCompression: false` (JSON)
+    #[arg(long, conflicts_with = "js_compat")]
+    js_compat_json: bool,
 }
 
 /// The broker of `--broker`.
@@ -113,7 +124,13 @@ where
 impl Args {
     /// A node builder with the options every node of this example shares.
     fn node_builder(&self) -> NodeBuilder {
-        let builder = Node::builder();
+        let builder = if self.js_compat || self.js_compat_json {
+            Node::builder().wire(Wire::JsPackage {
+                msgpack: !self.js_compat_json,
+            })
+        } else {
+            Node::builder()
+        };
         match self.announce_ms {
             Some(ms) => builder.announce_interval(Duration::from_millis(ms)),
             None => builder,

@@ -4,7 +4,12 @@
 //! - `leaveRoom {roomId}` → leave it, reply `{msg}`;
 //! - `command {action, msg, toPlayerId?, toPlayerIds?, roomId?}` with action `broadcast`,
 //!   `toPlayer`, `toPlayers` or `toRoom` → push `say {action, msg}` cluster-wide, reply `{msg}`;
+//!   `toRoomExcept {roomId, exceptIds}` is `toRoom` without the listed socket ids;
 //! - `say` → reply `{msg, echo: payload}`;
+//! - `askAll {expect?}` → a cross-server request `demo:whoami` to every node, each answering
+//!   `{name}`; reply `{names: [..]}` (sorted). `expect` is how many replies to wait for (by
+//!   default every member; on the Node.js package's wire, where members are unknown, 1);
+//!   2 s timeout;
 //! - `stats` (any payload) → reply the cluster-wide view of the `chat` namespace, asked of
 //!   every node with [`Node::cluster`] (2 s timeout):
 //!   `{nodes: [{name, clients}, ...], clients, rooms: {roomId: members, ...}}`, nodes sorted
@@ -25,8 +30,11 @@ use crate::{close_codes, system, ClientEvent, Node};
 /// The room namespace of the demo.
 pub const NAMESPACE: &str = "chat";
 
-/// How long `stats` waits for the nodes' answers.
+/// How long `stats` and `askAll` wait for the nodes' answers.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The cross-server event of `askAll`.
+const WHOAMI: &str = "demo:whoami";
 
 /// Installs the demo's connection handler and events on `node`.
 pub fn install(node: &Node) {
@@ -84,6 +92,16 @@ pub fn install(node: &Node) {
         reply(&ev, value);
     });
 
+    node.on("askAll", |ev| async move {
+        let names = ask_all(ev.node(), ev.value()["expect"].as_u64()).await;
+        reply(&ev, json!({ "names": names }));
+    });
+
+    node.on_cross(WHOAMI, |ev| async move {
+        let name = ev.node().server_name().to_owned();
+        let _ = ev.reply(&json!({ "name": name })).await;
+    });
+
     node.on("say", |ev| async move {
         reply(
             &ev,
@@ -114,12 +132,38 @@ async fn command(node: &Node, data: &Value) -> String {
             Some(room) => node.to_room(NAMESPACE, &room).emit("say", &push).await,
             None => return "Missing roomId".to_owned(),
         },
+        "toRoomExcept" => match (id_field(data, "roomId"), data["exceptIds"].as_array()) {
+            (Some(room), Some(except)) => {
+                let except: Vec<String> = except.iter().filter_map(id_value).collect();
+                let to_room = node.to_room(NAMESPACE, &room).except(&except);
+                to_room.emit("say", &push).await
+            }
+            _ => return "Missing roomId or exceptIds".to_owned(),
+        },
         _ => return "Unknown action type".to_owned(),
     };
     match sent {
         Ok(_) => format!("Message sent successfully [action:{action}] "),
         Err(error) => format!("Failed to send message: {error}"),
     }
+}
+
+/// The names of the nodes that answered `demo:whoami` within the timeout, sorted.
+async fn ask_all(node: &Node, expect: Option<u64>) -> Vec<String> {
+    let mut emit = node.emit_cross(WHOAMI, &json!({})).timeout(STATS_TIMEOUT);
+    if let Some(expect) = expect {
+        emit = emit.expect(usize::try_from(expect).unwrap_or(usize::MAX));
+    }
+    let Ok(result) = emit.collect().await else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = result
+        .responses
+        .values()
+        .filter_map(|answer| answer["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The cluster-wide view of the demo's namespace: clients by node and room sizes, asked

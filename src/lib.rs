@@ -63,7 +63,7 @@ pub use crosswire_core::{
     DuplicateBind, Error, ErrorEvent, HandlerResult, Listen, ListenerId, Match, Member,
     MessageEvent, MetricsSnapshot, Node, NodeBuilder, NodeOptions, Off, OptionsError, Payload,
     ReplyHandle, ReplyStream, RequestInfo, ShutdownReport, Socket, SocketIds, SystemEvent, ToRoom,
-    ToSockets, BACKGROUND_EVENT, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_AUTH_TIMEOUT,
+    ToSockets, Wire, BACKGROUND_EVENT, DEFAULT_ANNOUNCE_INTERVAL, DEFAULT_AUTH_TIMEOUT,
     DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX, DEFAULT_COMPRESSION_THRESHOLD,
     DEFAULT_CONNECTION_HANDLER_TIMEOUT, DEFAULT_CROSS_TIMEOUT, DEFAULT_HEARTBEAT,
     DEFAULT_MAX_EVENT_NAME_LEN, DEFAULT_MAX_HANDLERS_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS,

@@ -83,11 +83,16 @@ impl Node {
     }
 
     /// Queues the announcement of a binding change for the other nodes (none without a
-    /// broker).
+    /// broker, nor on the Node.js package's wire, which has no such message).
     fn announce_binding(&self, id: SocketId, stamp: u64, bound: bool) {
-        if self.inner.broker.is_some() {
+        if self.announces_bindings() {
             self.inner.directory.queue(id, stamp, bound);
         }
+    }
+
+    /// Whether binding changes are announced to the other nodes.
+    pub(crate) fn announces_bindings(&self) -> bool {
+        self.inner.broker.is_some() && self.inner.js.is_none()
     }
 
     /// Removes the binding of `socket_id` and all its room memberships; the connection stays

@@ -32,7 +32,7 @@ use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::envelope::Body;
-use crate::events::CrossReplyTo;
+use crate::events::{CrossReplyTo, ReplyId};
 use crate::frame::Payload;
 use crate::metrics::Metrics;
 use crate::node::NodeInner;
@@ -588,6 +588,10 @@ impl<'a> CrossEmit<'a> {
         if !self.targets.is_empty() {
             return Expected::Nodes(self.targets.iter().cloned().collect());
         }
+        if self.node.inner().js.is_some() {
+            // No membership on the package's wire: as the package, one reply by default.
+            return Expected::Count(1);
+        }
         let membership = &self.node.inner().membership;
         let mut nodes: HashSet<String> = membership
             .other_names()
@@ -811,7 +815,7 @@ impl Node {
         }
         if route.local {
             let me: Arc<str> = Arc::from(self.server_name());
-            self.run_cross_handlers(me, event, payload, callback);
+            self.run_cross_handlers(me, event, payload, callback.map(ReplyId::Node));
         }
         Ok(())
     }
@@ -823,10 +827,23 @@ impl Node {
         to: &CrossReplyTo,
         payload: Option<Payload>,
     ) -> Result<(), Error> {
+        let callback = match &to.callback {
+            ReplyId::Node(callback) => *callback,
+            ReplyId::JsPackage(callback_id) => {
+                let Some(js) = &self.inner().js else {
+                    return Err(Error::Unsupported(
+                        "a Node.js package reply on crosswire's wire",
+                    ));
+                };
+                let bytes = js.encode_reply(self.server_name(), callback_id, payload.as_ref())?;
+                let channel = self.inner().names.bridge.clone();
+                return self.publish_bytes(&channel, bytes.into()).await.map(|_| ());
+            }
+        };
         if &*to.server == self.server_name() {
             if !self
                 .pending()
-                .deliver(to.callback, self.server_name(), payload.as_ref())
+                .deliver(callback, self.server_name(), payload.as_ref())
             {
                 Metrics::add(&self.inner().metrics.late_replies);
             }
@@ -834,7 +851,7 @@ impl Node {
         }
         let body = Body::CrossReply {
             target: &to.server,
-            callback: to.callback,
+            callback,
             payload: payload.as_ref().map(|p| &p.as_bytes()[..]),
         };
         let channel = self.inner().names.bridge.clone();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::bridge::{CrossEmit, DEFAULT_CROSS_TIMEOUT};
-use crate::events::CrossReplyTo;
+use crate::events::{CrossReplyTo, ReplyId};
 use crate::frame::Payload;
 use crate::listeners::drive;
 use crate::room_index::Match;
@@ -648,7 +648,7 @@ impl Node {
         sender: Arc<str>,
         query: &str,
         payload: Payload,
-        callback: Option<u64>,
+        callback: Option<ReplyId>,
     ) {
         let Some(callback) = callback else {
             return;

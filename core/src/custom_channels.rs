@@ -67,16 +67,23 @@ impl Node {
     }
 
     /// Publishes raw bytes on a custom channel, unchanged (no envelope). Returns `false`
-    /// when the node has no broker.
+    /// when the node has no broker. On the Node.js package's wire
+    /// ([`Wire::JsPackage`](crate::Wire::JsPackage)) the payload is JSON text, encoded as
+    /// the package publishes its values (and received ones reach the handler as JSON text).
     ///
     /// # Errors
-    /// [`Error::ReservedChannel`] for crosswire's own channels; a broker error.
+    /// [`Error::ReservedChannel`] for crosswire's own channels; a broker error; on the
+    /// package's wire, [`Error::InvalidName`] for a payload that is not JSON.
     pub async fn publish(&self, channel: &str, payload: impl Into<Bytes>) -> Result<bool, Error> {
         self.check_custom_channel(channel)?;
         let Some(broker) = &self.inner.broker else {
             return Ok(false);
         };
-        broker.publish(channel, payload.into()).await.map_err(|e| {
+        let payload = match &self.inner.js {
+            Some(js) => js.encode_custom(&payload.into())?.into(),
+            None => payload.into(),
+        };
+        broker.publish(channel, payload).await.map_err(|e| {
             Metrics::add(&self.inner.metrics.publish_failures);
             Error::from(e)
         })?;

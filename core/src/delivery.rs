@@ -244,18 +244,36 @@ impl Node {
         body: Body<'_>,
     ) -> Result<bool, Error> {
         let inner = self.inner();
+        if inner.broker.is_none() {
+            return Ok(false);
+        }
+        let bytes = match &inner.js {
+            Some(js) => match js.encode_body(self.server_name(), &body)? {
+                Some(bytes) => Bytes::from(bytes),
+                None => return Ok(false),
+            },
+            None => {
+                let envelope = Envelope {
+                    sender: self.server_name(),
+                    body,
+                };
+                let key = inner.options.cluster_key.as_ref();
+                envelope::encode(&envelope, inner.compression, key).map_err(|e| {
+                    tracing::error!(error = %e, "could not encode an envelope");
+                    Error::invalid("envelope", "it could not be encoded")
+                })?
+            }
+        };
+        self.publish_bytes(channel, bytes).await
+    }
+
+    /// Publishes bytes already encoded for this node's wire on `channel`, timing and
+    /// counting the publish.
+    pub(crate) async fn publish_bytes(&self, channel: &str, bytes: Bytes) -> Result<bool, Error> {
+        let inner = self.inner();
         let Some(broker) = &inner.broker else {
             return Ok(false);
         };
-        let envelope = Envelope {
-            sender: self.server_name(),
-            body,
-        };
-        let key = inner.options.cluster_key.as_ref();
-        let bytes = envelope::encode(&envelope, inner.compression, key).map_err(|e| {
-            tracing::error!(error = %e, "could not encode an envelope");
-            Error::invalid("envelope", "it could not be encoded")
-        })?;
         let started = std::time::Instant::now();
         let published = broker.publish(channel, bytes).await;
         inner

@@ -62,6 +62,10 @@ pub enum Error {
     /// cross-server emits are refused and reply collections still waiting end.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The node's [`Wire`](crate::Wire) cannot carry what was asked (on the Node.js
+    /// package's wire: a client reply handed to another node).
+    #[error("not possible on this node's wire: {0}")]
+    Unsupported(&'static str),
 }
 
 impl Error {
@@ -120,6 +124,10 @@ pub enum OptionsError {
         /// The reserved prefix it starts with.
         prefix: String,
     },
+    /// A cluster secret was set on a node speaking the Node.js package's wire
+    /// ([`Wire::JsPackage`](crate::Wire::JsPackage)), which has no place for a signature.
+    #[error("the Node.js package's wire cannot carry a cluster signature: drop the cluster secret or the JS wire")]
+    SignedJsWire,
 }
 
 /// What kind of broker failure happened; tells the caller whether a retry can help.

@@ -168,8 +168,18 @@ impl ClientEvent {
 #[derive(Debug)]
 pub(crate) struct CrossReplyTo {
     pub(crate) server: Arc<str>,
-    pub(crate) callback: u64,
+    pub(crate) callback: ReplyId,
     answered: Once,
+}
+
+/// The callback id a cross-server reply answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReplyId {
+    /// A crosswire node's collection.
+    Node(u64),
+    /// A `callbackId` on the Node.js package's wire (`Wire::JsPackage`): the asking node's
+    /// own string, sent back as it came.
+    JsPackage(Arc<str>),
 }
 
 /// A cross-server event, received from another node or from this one.
@@ -183,7 +193,7 @@ pub struct CrossEvent {
 }
 
 impl CrossReplyTo {
-    pub(crate) fn new(server: Arc<str>, callback: u64) -> Self {
+    pub(crate) fn new(server: Arc<str>, callback: ReplyId) -> Self {
         CrossReplyTo {
             server,
             callback,
@@ -198,7 +208,7 @@ impl CrossEvent {
         sender: Arc<str>,
         event: Arc<str>,
         payload: Payload,
-        callback: Option<u64>,
+        callback: Option<ReplyId>,
     ) -> Self {
         let reply_to =
             callback.map(|callback| Arc::new(CrossReplyTo::new(sender.clone(), callback)));

@@ -7,7 +7,7 @@ use crate::bridge::INTERNAL_EVENT_PREFIX;
 use crate::broker::{BrokerMessage, Inbound};
 use crate::custom_channels::CustomMessage;
 use crate::envelope::{self, Body};
-use crate::events::{CrossEvent, CrossReplyTo};
+use crate::events::{CrossEvent, CrossReplyTo, ReplyId};
 use crate::frame::Payload;
 use crate::listeners::{drive, drive_all};
 use crate::metrics::Metrics;
@@ -27,18 +27,17 @@ impl Node {
         let inner = self.inner();
         let is_custom = inner.custom_channels.read().contains(&message.channel);
         if is_custom {
-            let handler = inner.custom_handler.read().clone();
-            match handler {
-                Some(handler) => drive(handler(CustomMessage {
-                    channel: message.channel,
-                    payload: message.payload,
-                })),
-                None => Metrics::add(&inner.metrics.unknown_channel_messages),
-            }
+            self.handle_custom(message);
             return;
         }
         if !inner.names.is_reserved(&message.channel) {
             Metrics::add(&inner.metrics.unknown_channel_messages);
+            return;
+        }
+        if let Some(js) = &inner.js {
+            if let Err(error) = self.handle_js_message(js, &message) {
+                self.count_bad_message(&message.channel, &error);
+            }
             return;
         }
         match self.handle_envelope(&message) {
@@ -54,18 +53,43 @@ impl Node {
                     );
                 }
             }
-            Err(error) => {
-                Metrics::add(&inner.metrics.bad_envelopes);
-                if let Some(held_back) = inner.bad_envelope_log.allow() {
-                    tracing::warn!(
-                        channel = %message.channel,
-                        %error,
-                        held_back,
-                        "dropped an undecodable envelope"
-                    );
-                }
-            }
+            Err(error) => self.count_bad_message(&message.channel, &error),
         }
+    }
+
+    /// Counts and logs (at most a line a second) a message that could not be decoded.
+    fn count_bad_message(&self, channel: &str, error: &dyn std::fmt::Display) {
+        let inner = self.inner();
+        Metrics::add(&inner.metrics.bad_envelopes);
+        if let Some(held_back) = inner.bad_envelope_log.allow() {
+            tracing::warn!(
+                channel = %channel,
+                %error,
+                held_back,
+                "dropped an undecodable envelope"
+            );
+        }
+    }
+
+    /// Hands a custom channel's message to the application's handler (as JSON text on the
+    /// Node.js package's wire).
+    fn handle_custom(&self, message: BrokerMessage) {
+        let inner = self.inner();
+        let Some(handler) = inner.custom_handler.read().clone() else {
+            Metrics::add(&inner.metrics.unknown_channel_messages);
+            return;
+        };
+        let payload = match &inner.js {
+            Some(js) => match js.decode_custom(&message.channel, &message.payload) {
+                Ok(json) => json,
+                Err(error) => return self.count_bad_message(&message.channel, &error),
+            },
+            None => message.payload,
+        };
+        drive(handler(CustomMessage {
+            channel: message.channel,
+            payload,
+        }));
     }
 
     fn handle_envelope(&self, message: &BrokerMessage) -> Result<(), envelope::EnvelopeError> {
@@ -123,7 +147,8 @@ impl Node {
             } => {
                 if targets.is_empty() || targets.contains(&me) {
                     let payload = Payload::from_json_bytes(body_bytes.slice_ref(payload));
-                    self.run_cross_handlers(Arc::from(envelope.sender), event, payload, callback);
+                    let reply_to = callback.map(ReplyId::Node);
+                    self.run_cross_handlers(Arc::from(envelope.sender), event, payload, reply_to);
                 }
             }
             Body::CrossReply {
@@ -162,7 +187,7 @@ impl Node {
         sender: Arc<str>,
         event: &str,
         payload: Payload,
-        callback: Option<u64>,
+        callback: Option<ReplyId>,
     ) {
         // The handlers run in this span (`drive` spawns those that wait in it).
         let span = tracing::info_span!(
@@ -170,7 +195,7 @@ impl Node {
             node = %self.server_name(),
             event = %event,
             %sender,
-            callback,
+            callback = ?callback,
         );
         let _span = span.enter();
         if let Some(query) = event.strip_prefix(INTERNAL_EVENT_PREFIX) {
@@ -182,12 +207,14 @@ impl Node {
             sender.clone(),
             Arc::from(event),
             payload,
-            callback,
+            callback.clone(),
         );
         let handlers = self.inner().cross_listeners.start(event, ev);
         if handlers.is_empty() {
             Metrics::add(&self.inner().metrics.unhandled_events);
-            if let Some(callback) = callback {
+            // The package's nodes do not answer events they have no handler for, and count
+            // any answer as a reply: on its wire, a node without a handler stays silent too.
+            if let Some(callback @ ReplyId::Node(_)) = callback {
                 // The asking node stops waiting for this one.
                 let to = CrossReplyTo::new(sender, callback);
                 let node = self.clone();

@@ -54,8 +54,7 @@ pub mod frame;
 pub mod fuzzing;
 mod handoff;
 mod inbound;
-// The Node.js package's Redis messages; not wired into the node yet (hence dead_code).
-#[allow(dead_code)]
+mod js_compat;
 mod js_wire;
 mod lifecycle;
 mod limits;
@@ -103,9 +102,10 @@ pub use membership::{
 pub use metrics::{LogLimiter, MetricsSnapshot};
 pub use node::{Node, BACKGROUND_EVENT};
 pub use options::{
-    DuplicateBind, NodeBuilder, NodeOptions, DEFAULT_BACKGROUND_CLOSE_TIME, DEFAULT_BRIDGE_PREFIX,
-    DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT, DEFAULT_METRICS_INTERVAL,
-    DEFAULT_SERVER_PING_INTERVAL, DEFAULT_WS_PREFIX, STANDALONE_SERVER_NAME,
+    DuplicateBind, NodeBuilder, NodeOptions, Wire, DEFAULT_BACKGROUND_CLOSE_TIME,
+    DEFAULT_BRIDGE_PREFIX, DEFAULT_COMPRESSION_THRESHOLD, DEFAULT_HEARTBEAT,
+    DEFAULT_METRICS_INTERVAL, DEFAULT_SERVER_PING_INTERVAL, DEFAULT_WS_PREFIX,
+    STANDALONE_SERVER_NAME,
 };
 pub use recipients::{Broadcast, SocketIds, ToRoom, ToSockets};
 pub use room_index::Match;

@@ -108,7 +108,7 @@ impl Node {
                 }
             }
         }
-        if socket.socket_id().is_some() && self.inner.broker.is_some() {
+        if socket.socket_id().is_some() && self.announces_bindings() {
             // The other nodes hear of the binding before the client's first message is read
             // (and so before it can learn it is logged in): a unicast they send after that
             // goes to this node, and another connection of the id elsewhere is closed.

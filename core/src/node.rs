@@ -16,12 +16,13 @@ use crate::directory::Directory;
 use crate::envelope::AnnouncePhase;
 use crate::envelope::Compression;
 use crate::events::{ClientEvent, CrossEvent, SystemEvent, SystemListeners};
+use crate::js_compat::JsWire;
 use crate::listeners::{
     drive_all, BoxFuture, HandlerResult, Listen, ListenerId, Listeners, Off, Registry,
 };
 use crate::membership::Membership;
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
-use crate::options::{NodeBuilder, NodeOptions};
+use crate::options::{NodeBuilder, NodeOptions, Wire};
 use crate::room_index::{Rooms, SocketId};
 use crate::transport::TransportCount;
 use crate::{Broker, Error, Socket};
@@ -92,6 +93,8 @@ pub(crate) struct NodeInner {
     pub(crate) membership: Membership,
     /// Which node each socket id of the cluster is bound on.
     pub(crate) directory: Directory,
+    /// The Node.js package's wire, when the node speaks it instead of crosswire's envelope.
+    pub(crate) js: Option<JsWire>,
 }
 
 /// Bindings and rooms, under one lock so they always agree.
@@ -171,28 +174,40 @@ impl NodeBuilder {
                     options.missed_announcements,
                 ),
                 directory: Directory::new(),
+                js: match options.wire {
+                    Wire::JsPackage { msgpack } => Some(JsWire::new(
+                        &options.bridge_prefix,
+                        &options.ws_prefix,
+                        msgpack,
+                    )),
+                    _ => None,
+                },
                 options,
             }
         });
         let node = Node { inner };
         if let Some(inbound) = inbound {
             let weak = Arc::downgrade(&node.inner);
-            let tasks = [
-                tokio::spawn(crate::inbound::run(weak.clone(), inbound)),
-                tokio::spawn(crate::directory::run_announcer(weak.clone())),
-                tokio::spawn(crate::membership::run(
+            let mut tasks = vec![tokio::spawn(crate::inbound::run(weak.clone(), inbound))];
+            // The package's nodes neither announce themselves nor their bindings.
+            let announces = node.inner.js.is_none();
+            if announces {
+                tasks.push(tokio::spawn(crate::directory::run_announcer(weak.clone())));
+                tasks.push(tokio::spawn(crate::membership::run(
                     weak,
                     node.inner.options.announce_interval,
-                )),
-            ];
+                )));
+            }
             node.inner
                 .tasks
                 .lock()
                 .extend(tasks.iter().map(tokio::task::JoinHandle::abort_handle));
             node.subscribe_fixed_channels().await?;
-            // In the background: a broker that is down must not hold the start up.
-            let hello = node.clone();
-            tokio::spawn(async move { hello.announce(AnnouncePhase::Hello).await });
+            if announces {
+                // In the background: a broker that is down must not hold the start up.
+                let hello = node.clone();
+                tokio::spawn(async move { hello.announce(AnnouncePhase::Hello).await });
+            }
         }
         if let Some(interval) = node.inner.options.metrics_interval {
             let task = tokio::spawn(crate::telemetry::run(Arc::downgrade(&node.inner), interval));

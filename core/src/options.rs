@@ -60,6 +60,34 @@ pub struct NodeOptions {
     pub(crate) missed_announcements: u32,
     pub(crate) targeted_unicast: bool,
     pub(crate) metrics_interval: Option<Duration>,
+    pub(crate) wire: Wire,
+}
+
+/// What a node's messages to the other nodes look like on the broker ([`NodeBuilder::wire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Wire {
+    /// crosswire's envelope (`PROTOCOL.md` §2): compression, cluster signatures, membership,
+    /// targeted unicast. Every node of the cluster must be a crosswire node.
+    #[default]
+    Crosswire,
+    /// The messages of the Node.js package `websocket-cross-server-adapter`, so that this
+    /// node joins a running cluster of the package's nodes on the same Redis (same
+    /// prefixes) and clients on either kind reach each other. `msgpack` is the package's
+    /// `enableRedisDataCompression` (its default, `true`: notepack's MessagePack; `false`:
+    /// JSON); every node of the cluster must agree on it.
+    ///
+    /// What crosswire adds on top of the package needs every node on [`Wire::Crosswire`]
+    /// and is off on this wire: membership ([`Node::members`](crate::Node::members) knows
+    /// only this node), targeted unicast, compression, cluster signatures (a secret is
+    /// refused), and replies handed to another node ([`ReplyHandle`](crate::ReplyHandle)).
+    /// As in the package, an emit to every node waits for [`expect`](crate::CrossEmit::expect)
+    /// replies (1 by default), a node without a handler for an event does not answer it,
+    /// and custom channel payloads are JSON text both ways (encoded as the package does).
+    JsPackage {
+        /// The package's `enableRedisDataCompression`.
+        msgpack: bool,
+    },
 }
 
 impl NodeOptions {
@@ -100,6 +128,10 @@ impl NodeOptions {
     pub fn metrics_interval(&self) -> Option<Duration> {
         self.metrics_interval
     }
+    /// The format of this node's messages to the other nodes.
+    pub fn wire(&self) -> Wire {
+        self.wire
+    }
 }
 
 /// Builds a [`Node`](crate::Node): `Node::builder()...build().await`.
@@ -131,6 +163,7 @@ pub struct NodeBuilder {
     pub(crate) missed_announcements: u32,
     pub(crate) targeted_unicast: bool,
     pub(crate) metrics_interval: Option<Duration>,
+    pub(crate) wire: Wire,
     pub(crate) broker: Option<Arc<dyn Broker>>,
 }
 
@@ -164,6 +197,7 @@ impl Default for NodeBuilder {
             missed_announcements: DEFAULT_MISSED_ANNOUNCEMENTS,
             targeted_unicast: true,
             metrics_interval: Some(DEFAULT_METRICS_INTERVAL),
+            wire: Wire::Crosswire,
             broker: None,
         }
     }
@@ -429,6 +463,29 @@ impl NodeBuilder {
         self
     }
 
+    /// The format of this node's messages to the other nodes: crosswire's own, or the
+    /// Node.js package's, to join a cluster of its nodes (see [`Wire::JsPackage`] for what
+    /// that turns off).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), crosswire_core::Error> {
+    /// use crosswire_core::{Node, Wire};
+    ///
+    /// let node = Node::builder()
+    ///     .server_name("rust-1")
+    ///     .wire(Wire::JsPackage { msgpack: true })
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(node.options().wire(), Wire::JsPackage { msgpack: true });
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Default: [`Wire::Crosswire`].
+    pub fn wire(mut self, wire: Wire) -> Self {
+        self.wire = wire;
+        self
+    }
+
     /// How often a background task exports this node's counters and gauges to the recorder
     /// of the [`metrics`](https://docs.rs/metrics) facade (see
     /// [`Node::record_metrics`](crate::Node::record_metrics)). Without a recorder installed,
@@ -515,6 +572,9 @@ impl NodeBuilder {
                 return Err(OptionsError::ZeroLimit(name));
             }
         }
+        if self.wire != Wire::Crosswire && self.cluster_secret.is_some() {
+            return Err(OptionsError::SignedJsWire);
+        }
         let cluster_key = match &self.cluster_secret {
             Some(secret) => {
                 Some(ClusterKey::new(secret).ok_or(OptionsError::ClusterSecretTooShort)?)
@@ -540,6 +600,7 @@ impl NodeBuilder {
             missed_announcements: self.missed_announcements,
             targeted_unicast: self.targeted_unicast,
             metrics_interval: self.metrics_interval.filter(|interval| !interval.is_zero()),
+            wire: self.wire,
         })
     }
 }

@@ -103,22 +103,26 @@ impl JsChannels {
     }
 
     /// The cross-server channel.
+    #[cfg(test)]
     pub(crate) fn bridge(&self) -> &str {
         &self.bridge
     }
 
     /// The channel for pushes to socket ids.
+    #[cfg(test)]
     pub(crate) fn private(&self) -> &str {
         &self.private
     }
 
     /// The channel for pushes to every connection.
+    #[cfg(test)]
     pub(crate) fn broadcast(&self) -> &str {
         &self.broadcast
     }
 
     /// The channel of a room namespace: the namespace itself when it already starts with
     /// the ws prefix, else the prefix and the namespace.
+    #[cfg(test)]
     pub(crate) fn room(&self, namespace: &str) -> String {
         if namespace.starts_with(&self.ws_prefix) {
             namespace.to_owned()
@@ -329,6 +333,18 @@ fn decode_value(bytes: &[u8], format: JsFormat) -> Result<JsValue, JsWireError> 
         // ioredis hands the package the message as `Buffer#toString()`: lossy UTF-8.
         JsFormat::Json => json::parse(&String::from_utf8_lossy(bytes), &mut budget),
     }
+}
+
+/// Parses JSON text as `JSON.parse` would, keeping JavaScript's key order (a payload of
+/// this node's, before it is encoded for the package), within the decoder's limits.
+///
+/// # Errors
+/// [`JsWireError`] for text that is not JSON or is over the limits.
+pub(crate) fn parse_json(text: &str) -> Result<JsValue, JsWireError> {
+    if text.len() > MAX_MESSAGE_LEN {
+        return Err(JsWireError::TooLarge(text.len()));
+    }
+    json::parse(text, &mut Budget::new())
 }
 
 /// Encodes `message` as the package would publish it (on the channel [`JsChannels`]
