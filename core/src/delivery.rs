@@ -31,11 +31,10 @@ impl Node {
         let published = if local {
             false
         } else {
-            self.publish_envelope(
-                &self.inner().names.broadcast,
-                Body::Broadcast { frame: &frame },
-            )
-            .await?
+            // Boxed, here and in the other pushes: the publish future is most of an `emit`
+            // future's size, and every application handler that awaits an `emit` holds one.
+            let body = Body::Broadcast { frame: &frame };
+            Box::pin(self.publish_envelope(&self.inner().names.broadcast, body)).await?
         };
         Ok(Delivery {
             local: delivered,
@@ -53,7 +52,8 @@ impl Node {
     ) -> Result<Delivery, Error> {
         let frame = encode_push(event, payload)?;
         let (local, remote) = self.deliver_to_open(socket_ids, &frame);
-        let published = self.publish_unicast(remote, &frame, false).await?;
+        let published =
+            !remote.is_empty() && Box::pin(self.publish_unicast(remote, &frame, false)).await?;
         Ok(Delivery { local, published })
     }
 
@@ -173,7 +173,7 @@ impl Node {
         let exclude: Vec<&str> = options.exclude.iter().map(|id| &**id).collect();
         let local = self.deliver_to_room(namespace, room, &exclude, &frame);
         if options.destroy {
-            self.remove_room(namespace, room).await?;
+            Box::pin(self.remove_room(namespace, room)).await?;
         }
         let published = if options.local_only {
             false
@@ -186,7 +186,7 @@ impl Node {
                 destroy: options.destroy,
                 frame: &frame,
             };
-            self.publish_envelope(&channel, body).await?
+            Box::pin(self.publish_envelope(&channel, body)).await?
         };
         Ok(Delivery { local, published })
     }

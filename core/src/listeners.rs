@@ -11,9 +11,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 
 /// A boxed handler future.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// The futures of the listeners of one event, as [`Listeners::start`] made them: inline for
+/// the usual single listener, so that starting it allocates nothing but its future.
+pub(crate) type Started = SmallVec<[BoxFuture; 1]>;
 type Handler<A> = Arc<dyn Fn(A) -> BoxFuture + Send + Sync>;
 
 /// What a handler may return: nothing, or a `Result` whose error is reported (logged with the
@@ -249,24 +253,25 @@ impl<A: Clone + Send + 'static> Listeners<A> {
 
     /// Starts every listener of `event` with `arg` and returns their futures (empty when none
     /// listen). One-shot listeners are removed atomically, so each fires at most once.
-    pub(crate) fn start(&self, event: &str, arg: A) -> Vec<BoxFuture> {
-        let handlers: Vec<Handler<A>> = {
-            let slots = self.slots.read();
-            match slots.get(event) {
-                None => return Vec::new(),
-                Some(slot) if !slot.has_once => {
-                    slot.entries.iter().map(|e| e.handler.clone()).collect()
-                }
-                Some(_) => {
-                    drop(slots);
-                    self.take_with_once(event)
-                }
+    pub(crate) fn start(&self, event: &str, arg: A) -> Started {
+        let slots = self.slots.read();
+        match slots.get(event) {
+            None => Started::new(),
+            // Making a handler's future runs none of its code, so it can be done under the
+            // read lock, without copying the handler list first.
+            Some(slot) if !slot.has_once => slot
+                .entries
+                .iter()
+                .map(|e| (e.handler)(arg.clone()))
+                .collect(),
+            Some(_) => {
+                drop(slots);
+                self.take_with_once(event)
+                    .iter()
+                    .map(|handler| handler(arg.clone()))
+                    .collect()
             }
-        };
-        handlers
-            .iter()
-            .map(|handler| handler(arg.clone()))
-            .collect()
+        }
     }
 
     fn take_with_once(&self, event: &str) -> Vec<Handler<A>> {
@@ -309,7 +314,7 @@ pub(crate) fn poll_once(future: &mut BoxFuture) -> bool {
 }
 
 /// Runs every future with [`drive`].
-pub(crate) fn drive_all(futures: Vec<BoxFuture>) {
+pub(crate) fn drive_all(futures: Started) {
     futures.into_iter().for_each(drive);
 }
 

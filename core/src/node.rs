@@ -18,7 +18,7 @@ use crate::envelope::Compression;
 use crate::events::{ClientEvent, CrossEvent, SystemEvent, SystemListeners};
 use crate::js_compat::JsWire;
 use crate::listeners::{
-    drive_all, BoxFuture, HandlerResult, Listen, ListenerId, Listeners, Off, Registry,
+    drive_all, HandlerResult, Listen, ListenerId, Listeners, Off, Registry, Started,
 };
 use crate::membership::Membership;
 use crate::metrics::{LogLimiter, Metrics, MetricsSnapshot};
@@ -420,7 +420,7 @@ impl Node {
         self.inner.system.of::<E>().remove("", which.into())
     }
 
-    pub(crate) fn fire<E: SystemEvent>(&self, _kind: E, args: E::Args) -> Vec<BoxFuture> {
+    pub(crate) fn fire<E: SystemEvent>(&self, _kind: E, args: E::Args) -> Started {
         self.inner.system.of::<E>().start("", args)
     }
 
