@@ -6,6 +6,8 @@ pub mod cluster_process;
 pub mod conformance;
 #[cfg(feature = "client")]
 pub mod connector;
+#[cfg(feature = "redis")]
+pub mod js_package;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod node_js;
