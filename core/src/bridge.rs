@@ -588,7 +588,7 @@ impl<'a> CrossEmit<'a> {
         if !self.targets.is_empty() {
             return Expected::Nodes(self.targets.iter().cloned().collect());
         }
-        if self.node.inner().js.is_some() {
+        if self.node.inner().writes_js {
             // No membership on the package's wire: as the package, one reply by default.
             return Expected::Count(1);
         }
@@ -830,11 +830,8 @@ impl Node {
         let callback = match &to.callback {
             ReplyId::Node(callback) => *callback,
             ReplyId::JsPackage(callback_id) => {
-                let Some(js) = &self.inner().js else {
-                    return Err(Error::Unsupported(
-                        "a Node.js package reply on crosswire's wire",
-                    ));
-                };
+                // Asked on the package's wire: answered on it, whatever this node writes.
+                let js = &self.inner().js_wire;
                 let bytes = js.encode_reply(self.server_name(), callback_id, payload.as_ref())?;
                 let channel = self.inner().names.bridge.clone();
                 return self.publish_bytes(&channel, bytes.into()).await.map(|_| ());

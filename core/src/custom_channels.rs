@@ -79,7 +79,7 @@ impl Node {
         let Some(broker) = &self.inner.broker else {
             return Ok(false);
         };
-        let payload = match &self.inner.js {
+        let payload = match self.inner.js() {
             Some(js) => js.encode_custom(&payload.into())?.into(),
             None => payload.into(),
         };

@@ -132,7 +132,8 @@ impl Node {
     /// targeting is on and that node is alive and not this one.
     fn route_of(&self, socket_id: &str) -> Option<Arc<str>> {
         let inner = self.inner();
-        if !inner.options.targeted_unicast {
+        // On the package's wire there are no inboxes: every push goes to the shared channel.
+        if !inner.options.targeted_unicast || inner.writes_js {
             return None;
         }
         let owner = inner.directory.owner(socket_id)?;
@@ -247,7 +248,12 @@ impl Node {
         if inner.broker.is_none() {
             return Ok(false);
         }
-        let bytes = match &inner.js {
+        let js = inner.js().filter(|_| {
+            // A reply to a crosswire node's request goes back in its envelope: only a node
+            // writing crosswire's wire asks with a numeric id (while a cluster switches).
+            !matches!(body, Body::CrossReply { .. })
+        });
+        let bytes = match js {
             Some(js) => match js.encode_body(self.server_name(), &body)? {
                 Some(bytes) => Bytes::from(bytes),
                 None => return Ok(false),

@@ -182,6 +182,13 @@ impl EnvelopeError {
     }
 }
 
+/// Whether `bytes` start like an envelope of this version. The Node.js package's messages
+/// never do: they are a JSON object (`{`) or a MessagePack map (`0x80`..`0x8f`, `0xde`,
+/// `0xdf`).
+pub(crate) fn is_envelope(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&VERSION)
+}
+
 /// Encodes `envelope`, compressing its body when enabled and larger than the threshold, and
 /// signing it when a cluster `key` is given.
 pub(crate) fn encode(

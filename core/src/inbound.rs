@@ -34,8 +34,12 @@ impl Node {
             Metrics::add(&inner.metrics.unknown_channel_messages);
             return;
         }
-        if let Some(js) = &inner.js {
-            if let Err(error) = self.handle_js_message(js, &message) {
+        // Both wires are read, whichever this node writes, so that nodes writing either
+        // coexist while a cluster switches from one to the other. The package's messages
+        // carry no signature: with a cluster secret, only envelopes are accepted.
+        let foreign = !envelope::is_envelope(&message.payload);
+        if foreign && inner.options.cluster_key.is_none() {
+            if let Err(error) = self.handle_js_message(&inner.js_wire, &message) {
                 self.count_bad_message(&message.channel, &error);
             }
             return;
@@ -79,7 +83,7 @@ impl Node {
             Metrics::add(&inner.metrics.unknown_channel_messages);
             return;
         };
-        let payload = match &inner.js {
+        let payload = match inner.js() {
             Some(js) => match js.decode_custom(&message.channel, &message.payload) {
                 Ok(json) => json,
                 Err(error) => return self.count_bad_message(&message.channel, &error),

@@ -183,12 +183,13 @@ impl Node {
         wire: &JsWire,
         message: &BrokerMessage,
     ) -> Result<(), JsWireError> {
-        let decoded = js_wire::decode(
-            &wire.channels,
-            &message.channel,
-            &message.payload,
-            wire.format,
-        )?;
+        // Read in whichever encoding it came: JSON is an object, msgpack a map.
+        let format = if message.payload.first() == Some(&b'{') {
+            JsFormat::Json
+        } else {
+            JsFormat::Msgpack
+        };
+        let decoded = js_wire::decode(&wire.channels, &message.channel, &message.payload, format)?;
         let me = self.server_name();
         match decoded {
             JsMessage::Broadcast { data, sender } if sender != me => {

@@ -93,8 +93,18 @@ pub(crate) struct NodeInner {
     pub(crate) membership: Membership,
     /// Which node each socket id of the cluster is bound on.
     pub(crate) directory: Directory,
-    /// The Node.js package's wire, when the node speaks it instead of crosswire's envelope.
-    pub(crate) js: Option<JsWire>,
+    /// The Node.js package's wire: always read (see `inbound`), written when
+    /// [`Wire::JsPackage`] is set ([`NodeInner::js`]).
+    pub(crate) js_wire: JsWire,
+    /// Whether this node writes the package's messages instead of crosswire's envelope.
+    pub(crate) writes_js: bool,
+}
+
+impl NodeInner {
+    /// The Node.js package's wire, when this node writes it.
+    pub(crate) fn js(&self) -> Option<&JsWire> {
+        self.writes_js.then_some(&self.js_wire)
+    }
 }
 
 /// Bindings and rooms, under one lock so they always agree.
@@ -174,14 +184,12 @@ impl NodeBuilder {
                     options.missed_announcements,
                 ),
                 directory: Directory::new(),
-                js: match options.wire {
-                    Wire::JsPackage { msgpack } => Some(JsWire::new(
-                        &options.bridge_prefix,
-                        &options.ws_prefix,
-                        msgpack,
-                    )),
-                    _ => None,
-                },
+                js_wire: JsWire::new(
+                    &options.bridge_prefix,
+                    &options.ws_prefix,
+                    options.wire != (Wire::JsPackage { msgpack: false }),
+                ),
+                writes_js: matches!(options.wire, Wire::JsPackage { .. }),
                 options,
             }
         });
@@ -190,7 +198,7 @@ impl NodeBuilder {
             let weak = Arc::downgrade(&node.inner);
             let mut tasks = vec![tokio::spawn(crate::inbound::run(weak.clone(), inbound))];
             // The package's nodes neither announce themselves nor their bindings.
-            let announces = node.inner.js.is_none();
+            let announces = !node.inner.writes_js;
             if announces {
                 tasks.push(tokio::spawn(crate::directory::run_announcer(weak.clone())));
                 tasks.push(tokio::spawn(crate::membership::run(

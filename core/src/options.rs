@@ -68,7 +68,9 @@ pub struct NodeOptions {
 #[non_exhaustive]
 pub enum Wire {
     /// crosswire's envelope (`PROTOCOL.md` §2): compression, cluster signatures, membership,
-    /// targeted unicast. Every node of the cluster must be a crosswire node.
+    /// targeted unicast. Every node of the cluster must be a crosswire node. Such a node also
+    /// reads the package's messages (unless it has a cluster secret), so that a cluster can
+    /// switch from [`Wire::JsPackage`] to this wire one node at a time.
     #[default]
     Crosswire,
     /// The messages of the Node.js package `websocket-cross-server-adapter`, so that this
@@ -79,8 +81,10 @@ pub enum Wire {
     ///
     /// What crosswire adds on top of the package needs every node on [`Wire::Crosswire`]
     /// and is off on this wire: membership ([`Node::members`](crate::Node::members) knows
-    /// only this node), targeted unicast, compression, cluster signatures (a secret is
-    /// refused), and replies handed to another node ([`ReplyHandle`](crate::ReplyHandle)).
+    /// only this node) and with it the duplicate-login policy across nodes, targeted
+    /// unicast, compression, cluster signatures (a secret is refused), and replies handed to
+    /// another node ([`ReplyHandle`](crate::ReplyHandle)). The node still reads crosswire's
+    /// envelopes, from nodes already switched back to [`Wire::Crosswire`].
     /// As in the package, an emit to every node waits for [`expect`](crate::CrossEmit::expect)
     /// replies (1 by default), a node without a handler for an event does not answer it,
     /// and custom channel payloads are JSON text both ways (encoded as the package does).

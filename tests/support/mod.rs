@@ -7,6 +7,10 @@ pub mod conformance;
 #[cfg(feature = "client")]
 pub mod connector;
 #[cfg(feature = "redis")]
+pub mod demo_clients;
+#[cfg(feature = "redis")]
+pub mod js_connector;
+#[cfg(feature = "redis")]
 pub mod js_package;
 #[cfg(feature = "nats")]
 pub mod nats;
