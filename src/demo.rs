@@ -6,10 +6,10 @@
 //!   `toPlayer`, `toPlayers` or `toRoom` → push `say {action, msg}` cluster-wide, reply `{msg}`;
 //!   `toRoomExcept {roomId, exceptIds}` is `toRoom` without the listed socket ids;
 //! - `say` → reply `{msg, echo: payload}`;
-//! - `askAll {expect?}` → a cross-server request `demo:whoami` to every node, each answering
-//!   `{name}`; reply `{names: [..]}` (sorted). `expect` is how many replies to wait for (by
-//!   default every member; on the Node.js package's wire, where members are unknown, 1);
-//!   2 s timeout;
+//! - `askAll {expect?, nodes?}` → a cross-server request `demo:whoami` to every node (or to
+//!   the named `nodes`), each answering `{name}`; reply `{names: [..]}` (sorted). `expect` is
+//!   how many replies to wait for (by default every member, or each named node; on the
+//!   Node.js package's wire, where members are unknown, 1); 2 s timeout;
 //! - `stats` (any payload) → reply the cluster-wide view of the `chat` namespace, asked of
 //!   every node with [`Node::cluster`] (2 s timeout):
 //!   `{nodes: [{name, clients}, ...], clients, rooms: {roomId: members, ...}}`, nodes sorted
@@ -93,7 +93,15 @@ pub fn install(node: &Node) {
     });
 
     node.on("askAll", |ev| async move {
-        let names = ask_all(ev.node(), ev.value()["expect"].as_u64()).await;
+        let data = ev.value();
+        let nodes: Vec<String> = match data["nodes"].as_array() {
+            Some(nodes) => nodes
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect(),
+            None => Vec::new(),
+        };
+        let names = ask_all(ev.node(), data["expect"].as_u64(), &nodes).await;
         reply(&ev, json!({ "names": names }));
     });
 
@@ -149,8 +157,11 @@ async fn command(node: &Node, data: &Value) -> String {
 }
 
 /// The names of the nodes that answered `demo:whoami` within the timeout, sorted.
-async fn ask_all(node: &Node, expect: Option<u64>) -> Vec<String> {
+async fn ask_all(node: &Node, expect: Option<u64>, nodes: &[String]) -> Vec<String> {
     let mut emit = node.emit_cross(WHOAMI, &json!({})).timeout(STATS_TIMEOUT);
+    if !nodes.is_empty() {
+        emit = emit.to(nodes);
+    }
     if let Some(expect) = expect {
         emit = emit.expect(usize::try_from(expect).unwrap_or(usize::MAX));
     }

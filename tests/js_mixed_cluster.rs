@@ -125,6 +125,59 @@ async fn mixed_cluster(json: bool) {
     for from in [2, 6] {
         c.ask_all(from, &names).await;
     }
+    // And to named nodes only, one of each kind, asked on each kind.
+    c.ask_nodes(0, &["js2", "rust-b"]).await;
+    c.ask_nodes(7, &["js1", "rust-a"]).await;
+}
+
+/// Custom channels between the kinds: a crosswire node publishes JSON on `app:ping`; the
+/// Node.js node answers every message there on `app:pong` with `{from, got}`; the crosswire
+/// node gets it back as JSON text, numbers, nesting and key order as sent.
+async fn custom_channels(json: bool) {
+    use crosswire::redis::RedisBroker;
+    use crosswire::{Node, Wire};
+
+    let redis = RedisServer::start().await;
+    let js = AnyNode::js("js1", &redis, json, 2).await;
+    let broker = RedisBroker::builder()
+        .url(&redis.url())
+        .server_name("rust-c")
+        .build()
+        .await
+        .expect("redis broker");
+    let node = Node::builder()
+        .server_name("rust-c")
+        .wire(Wire::JsPackage { msgpack: !json })
+        .broker(broker)
+        .build()
+        .await
+        .expect("node");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    node.set_custom_channel_handler(move |message| {
+        let _ = tx.send((message.channel, message.payload));
+        async {}
+    });
+    node.subscribe("app:pong").await.expect("subscribe");
+    let sent = r#"{"n":1,"big":4294967296,"f":1.5,"neg":-7,"s":"h\u00e9llo ✓","nested":{"z":[true,null,"x"],"a":{}}}"#;
+    assert!(matches!(node.publish("app:ping", sent).await, Ok(true)));
+    let (channel, payload) = tokio::time::timeout(support::WAIT, rx.recv())
+        .await
+        .expect("an answer in time")
+        .expect("the handler is alive");
+    assert_eq!(channel, "app:pong");
+    let expected = r#"{"from":"js1","got":{"n":1,"big":4294967296,"f":1.5,"neg":-7,"s":"héllo ✓","nested":{"z":[true,null,"x"],"a":{}}}}"#;
+    assert_eq!(std::str::from_utf8(&payload).expect("JSON text"), expected);
+    drop(js);
+}
+
+#[tokio::test]
+async fn custom_channels_msgpack() {
+    custom_channels(false).await;
+}
+
+#[tokio::test]
+async fn custom_channels_json() {
+    custom_channels(true).await;
 }
 
 #[tokio::test]

@@ -20,6 +20,11 @@ const { WebSocketCrossServerAdapter } = require(path.join(__dirname, '../../targ
 
 // The room namespace of the demo.
 const NAMESPACE = 'chat';
+// A custom channel: what arrives on PING_CHANNEL is published back on PONG_CHANNEL as
+// `{from: <this node>, got: <the message>}`.
+const PING_CHANNEL = 'app:ping';
+const PONG_CHANNEL = 'app:pong';
+
 // The cross-server event of `askAll`.
 const WHOAMI = 'demo:whoami';
 // How long `askAll` waits for the nodes' answers, in ms.
@@ -90,6 +95,8 @@ const server = new WebSocketCrossServerAdapter({
     // member leaves (it never stores the preset list it checks).
     presetRoomNamespaces: [NAMESPACE],
     autoUnsubscribe: false,
+    // Custom channel `app:ping`: every message is answered on `app:pong` (see below).
+    customChannels: [PING_CHANNEL],
     onRedisHealthChange: (healthy, info) => {
         log(`redis ${info.type} ${healthy ? 'healthy' : 'unhealthy'} (${info.event})`);
         healthChanged();
@@ -212,7 +219,10 @@ server.onWebSocketEvent('say', (socket, data, callback) => {
 // listener locally and counts its reply), waiting for `expect` (or --nodes) replies.
 server.onWebSocketEvent('askAll', async (socket, data, callback) => {
     const expect = Number.isInteger(data?.expect) && data.expect > 0 ? data.expect : options.nodes;
+    // `nodes`: ask only these (the package then waits for one reply from each).
+    const targetServer = Array.isArray(data?.nodes) ? data.nodes : [];
     const result = await server.emitCrossServerWithPromise(WHOAMI, {}, {
+        targetServer,
         expectedResponses: expect,
         timeout: ASK_TIMEOUT,
     });
@@ -222,6 +232,12 @@ server.onWebSocketEvent('askAll', async (socket, data, callback) => {
         .filter((name) => typeof name === 'string')
         .sort();
     callback?.({ names });
+});
+
+server.setCustomChannelHandler((channel, message) => {
+    if (channel === PING_CHANNEL) {
+        server.publishRedisMessage(PONG_CHANNEL, { from: server.getServerName(), got: message });
+    }
 });
 
 server.onCrossServerEvent(WHOAMI, (data, reply) => {

@@ -130,4 +130,19 @@ impl Clients {
         );
         assert!(pushes.is_empty(), "client {} got {pushes:?}", from + 1);
     }
+
+    /// Client `from` asks only the nodes `names` `demo:whoami` and must hear from each.
+    pub async fn ask_nodes(&mut self, from: usize, names: &[&str]) {
+        let request = json!({ "expect": names.len(), "nodes": names });
+        let (reply, pushes) = self.0[from].request("askAll", request).await;
+        let mut sorted = names.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(
+            reply,
+            json!({ "names": sorted }),
+            "askAll {names:?} from client {}",
+            from + 1
+        );
+        assert!(pushes.is_empty(), "client {} got {pushes:?}", from + 1);
+    }
 }
