@@ -241,17 +241,16 @@ async fn round(clients: &mut [Option<AnyClient>], label: &str) -> Round {
     result
 }
 
-/// Three Node.js package nodes, one client each; each node in turn is stopped, a crosswire node
-/// takes its place and its client reconnects to it. Around every step, every client sends a
-/// push to every other: all of them arrive, except those sent to the one client whose node is
-/// down at that moment.
-#[tokio::test]
-async fn rolling_migration_from_the_node_js_package() {
-    let redis = RedisServer::start().await;
-    let mut nodes = Vec::new();
-    for name in ["js1", "js2", "js3"] {
-        nodes.push(Some(AnyNode::js(name, &redis, false, 3).await));
-    }
+/// Three nodes, one connector client each, replaced one at a time by crosswire nodes on
+/// `wire` (`Some(json)`: the package's wire; `None`: crosswire's). Around every step every
+/// client sends a push to every other: with the node down, all arrive except the two sent to
+/// its client; after the replacement, all six. Then every client asks every node, and a
+/// broadcast reaches everyone.
+async fn replace_one_by_one(
+    redis: &RedisServer,
+    mut nodes: Vec<Option<AnyNode>>,
+    wire: Option<bool>,
+) {
     let connectors = JsConnectors::start().await;
     let mut clients: Vec<Option<AnyClient>> = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
@@ -259,10 +258,10 @@ async fn rolling_migration_from_the_node_js_package() {
         let client = connectors.served(addr, &(i + 1).to_string()).await;
         clients.push(Some(AnyClient::Js(client)));
     }
-    assert_eq!(round(&mut clients, "all Node.js").await.received, 6);
+    assert_eq!(round(&mut clients, "before").await.received, 6);
 
     for step in 0..3 {
-        // The Node.js node stops (a deploy kills it); its client is cut off.
+        // The node stops (a deploy kills it); its client is cut off.
         nodes[step].take().expect("running").kill().await;
         let mut cut = clients[step].take().expect("connected");
         let (code, _) = cut.expect_close().await;
@@ -276,13 +275,19 @@ async fn rolling_migration_from_the_node_js_package() {
             (4, 2, 2)
         );
 
-        // Its replacement, a crosswire node on the package's wire; the client comes back.
+        // Its replacement; the connector comes back as a new client of the same socket id.
         let name = format!("rust{}", step + 1);
-        let node = AnyNode::rust(&name, &redis, false).await;
-        let id = format!("{}", step + 1);
-        // The connector comes back as a new client of the same socket id.
+        let node = match wire {
+            Some(json) => AnyNode::rust(&name, redis, json).await,
+            None => {
+                let url = redis.url();
+                let args = ["--broker", "redis", "--redis", &url];
+                AnyNode::Rust(ClusterProcess::start(&name, &args).await, name)
+            }
+        };
+        let id = (step + 1).to_string();
         let client = connectors
-            .served_as(&format!("{id}-step{}", step + 1), node.addr(), &id)
+            .served_as(&format!("{id}-step{id}"), node.addr(), &id)
             .await;
         clients[step] = Some(AnyClient::Js(client));
         nodes[step] = Some(node);
@@ -291,18 +296,30 @@ async fn rolling_migration_from_the_node_js_package() {
 
         let mut c = Clients(clients.iter_mut().map(|c| c.take().expect("up")).collect());
         let names: Vec<&str> = nodes.iter().flatten().map(AnyNode::name).collect();
-        c.ask_all(step, &names).await;
+        for from in 0..3 {
+            c.ask_all(from, &names).await;
+        }
         let all = json!({ "action": "broadcast", "msg": format!("step {}", step + 1) });
         c.command_reaches(step, all, &[0, 1, 2]).await;
         clients = c.0.into_iter().map(Some).collect();
     }
 }
 
+/// The migration: three Node.js package nodes are replaced one at a time by crosswire nodes
+/// on the package's wire (see [`replace_one_by_one`] for what is checked at each step).
+#[tokio::test]
+async fn rolling_migration_from_the_node_js_package() {
+    let redis = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for name in ["js1", "js2", "js3"] {
+        nodes.push(Some(AnyNode::js(name, &redis, false, 3).await));
+    }
+    replace_one_by_one(&redis, nodes, Some(false)).await;
+}
+
 /// The switch-over after a migration: three crosswire nodes on the package's wire (the last
 /// Node.js node is gone) are restarted one by one on crosswire's own wire. Every crosswire
-/// node reads both wires, so nodes writing either one reach each other during the switch:
-/// around every step, every push arrives except those sent to the client whose node is
-/// restarting at that moment.
+/// node reads both wires, so nodes writing either one reach each other during the switch.
 #[tokio::test]
 async fn switch_over_to_crosswire_wire() {
     let redis = RedisServer::start().await;
@@ -310,51 +327,5 @@ async fn switch_over_to_crosswire_wire() {
     for name in ["rust1", "rust2", "rust3"] {
         nodes.push(Some(AnyNode::rust(name, &redis, false).await));
     }
-    let connectors = JsConnectors::start().await;
-    let mut clients: Vec<Option<AnyClient>> = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let addr = node.as_ref().expect("started").addr();
-        let client = connectors.served(addr, &(i + 1).to_string()).await;
-        clients.push(Some(AnyClient::Js(client)));
-    }
-    assert_eq!(
-        round(&mut clients, "all on the package's wire")
-            .await
-            .received,
-        6
-    );
-
-    for step in 0..3 {
-        nodes[step].take().expect("running").kill().await;
-        let mut cut = clients[step].take().expect("connected");
-        cut.expect_close().await;
-        let during = round(&mut clients, &format!("switch {}, node down", step + 1)).await;
-        assert_eq!(
-            (during.sent, during.received, during.lost_to_down_clients),
-            (4, 2, 2)
-        );
-
-        let name = format!("rust{}", step + 1);
-        let url = redis.url();
-        let node = ClusterProcess::start(&name, &["--broker", "redis", "--redis", &url]).await;
-        let node = AnyNode::Rust(node, name);
-        let id = format!("{}", step + 1);
-        // The connector comes back as a new client of the same socket id.
-        let client = connectors
-            .served_as(&format!("{id}-step{}", step + 1), node.addr(), &id)
-            .await;
-        clients[step] = Some(AnyClient::Js(client));
-        nodes[step] = Some(node);
-        let after = round(&mut clients, &format!("switch {}, restarted", step + 1)).await;
-        assert_eq!((after.sent, after.received), (6, 6));
-
-        let mut c = Clients(clients.iter_mut().map(|c| c.take().expect("up")).collect());
-        let names: Vec<&str> = nodes.iter().flatten().map(AnyNode::name).collect();
-        for from in 0..3 {
-            c.ask_all(from, &names).await;
-        }
-        let all = json!({ "action": "broadcast", "msg": format!("switch {}", step + 1) });
-        c.command_reaches(step, all, &[0, 1, 2]).await;
-        clients = c.0.into_iter().map(Some).collect();
-    }
+    replace_one_by_one(&redis, nodes, None).await;
 }
