@@ -234,7 +234,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         let mut progressed = false;
         loop {
             if self.writer.is_idle() {
-                match self.outbox.poll_take(cx) {
+                match self.outbox.poll_take(cx, self.writer.spare()) {
                     Poll::Ready(Taken::Batch(batch)) => {
                         self.writer.start(batch);
                         progressed = true;

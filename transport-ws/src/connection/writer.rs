@@ -2,16 +2,22 @@
 //! its payload is the shared `Bytes` every recipient got, so many frames go out in one vectored
 //! write with no copy and no write buffer.
 
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 
 use super::outbox::Batch;
 
 /// Most frames handed to one vectored write (two slices each).
 const FRAMES_PER_WRITE: usize = 64;
+
+/// A batch's emptied queue with room for at most this many frames is kept for the next
+/// pushes; a larger one (after a burst) is freed.
+const RECYCLE_UP_TO: usize = 4;
 
 /// A lone frame up to this size (header included) is copied into one stack buffer and written
 /// with a plain write: a socket's `send` costs the kernel less than a two-slice `writev`, which
@@ -58,6 +64,13 @@ impl FrameWriter {
         self.written = 0;
     }
 
+    /// The emptied queue of the last batch, for [`Outbox::poll_take`](super::outbox::Outbox::poll_take)
+    /// (only called when idle).
+    pub(crate) fn spare(&mut self) -> &mut VecDeque<Bytes> {
+        debug_assert!(self.is_idle());
+        &mut self.batch.texts
+    }
+
     /// Bytes written since the connection started (it grows with every write that progressed).
     pub(crate) fn bytes_out(&self) -> u64 {
         self.bytes_out
@@ -96,7 +109,13 @@ impl FrameWriter {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         }
-        self.batch = Batch::default(); // frees the emptied queue
+        // The emptied queue goes back to the outbox for the next pushes (`spare`), unless a
+        // burst made it large.
+        let texts = std::mem::take(&mut self.batch.texts);
+        self.batch = Batch::default();
+        if texts.capacity() <= RECYCLE_UP_TO {
+            self.batch.texts = texts;
+        }
         Poll::Ready(Ok(if has_close {
             Written::Close
         } else {
