@@ -92,7 +92,7 @@ impl Node {
 
     /// Whether binding changes are announced to the other nodes.
     pub(crate) fn announces_bindings(&self) -> bool {
-        self.inner.broker.is_some() && !self.inner.writes_js
+        self.inner.broker.is_some() && !self.inner.writes_js()
     }
 
     /// Removes the binding of `socket_id` and all its room memberships; the connection stays

@@ -588,7 +588,7 @@ impl<'a> CrossEmit<'a> {
         if !self.targets.is_empty() {
             return Expected::Nodes(self.targets.iter().cloned().collect());
         }
-        if self.node.inner().writes_js {
+        if self.node.inner().writes_js() {
             // No membership on the package's wire: as the package, one reply by default.
             return Expected::Count(1);
         }

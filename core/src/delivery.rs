@@ -133,7 +133,7 @@ impl Node {
     fn route_of(&self, socket_id: &str) -> Option<Arc<str>> {
         let inner = self.inner();
         // On the package's wire there are no inboxes: every push goes to the shared channel.
-        if !inner.options.targeted_unicast || inner.writes_js {
+        if !inner.options.targeted_unicast || inner.writes_js() {
             return None;
         }
         let owner = inner.directory.owner(socket_id)?;

@@ -221,33 +221,36 @@ impl Node {
     }
 
     fn handle_js_bridge(&self, wire: &JsWire, bridge: BridgeMessage) {
-        let payload = bridge
-            .payload
-            .as_ref()
-            .map(|value| Payload::from_json_bytes(Bytes::from(value.to_json())));
-        if bridge.kind == BridgeKind::Reply {
+        let me = self.server_name();
+        let reply_for = if bridge.kind == BridgeKind::Reply {
             // Every node gets every reply; only the asker knows the id.
-            let Some(id) = bridge
+            let own = bridge
                 .callback_id
                 .as_deref()
-                .and_then(|id| wire.own_callback(id))
-            else {
+                .and_then(|id| wire.own_callback(id));
+            let Some(collection) = own else { return };
+            Some(collection)
+        } else {
+            if !bridge.targets.is_empty() && !bridge.targets.iter().any(|t| t == me) {
                 return;
-            };
-            // A reply without a value still counts as one, as in the package.
-            let payload =
-                payload.unwrap_or_else(|| Payload::from_json_bytes(Bytes::from_static(b"null")));
-            if !self.pending().deliver(id, &bridge.sender, Some(&payload)) {
+            }
+            None
+        };
+        // An absent payload is `null`: a reply without a value still counts as one, as in
+        // the package.
+        let payload = Payload::from_json_bytes(match &bridge.payload {
+            Some(value) => Bytes::from(value.to_json()),
+            None => Bytes::from_static(b"null"),
+        });
+        if let Some(collection) = reply_for {
+            if !self
+                .pending()
+                .deliver(collection, &bridge.sender, Some(&payload))
+            {
                 Metrics::add(&self.inner().metrics.late_replies);
             }
             return;
         }
-        let me = self.server_name();
-        if !bridge.targets.is_empty() && !bridge.targets.iter().any(|t| t == me) {
-            return;
-        }
-        let payload =
-            payload.unwrap_or_else(|| Payload::from_json_bytes(Bytes::from_static(b"null")));
         let reply_to = bridge
             .callback_id
             .map(|id| ReplyId::JsPackage(Arc::from(id)));

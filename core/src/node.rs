@@ -96,14 +96,17 @@ pub(crate) struct NodeInner {
     /// The Node.js package's wire: always read (see `inbound`), written when
     /// [`Wire::JsPackage`] is set ([`NodeInner::js`]).
     pub(crate) js_wire: JsWire,
-    /// Whether this node writes the package's messages instead of crosswire's envelope.
-    pub(crate) writes_js: bool,
 }
 
 impl NodeInner {
+    /// Whether this node writes the package's messages instead of crosswire's envelope.
+    pub(crate) fn writes_js(&self) -> bool {
+        matches!(self.options.wire, Wire::JsPackage { .. })
+    }
+
     /// The Node.js package's wire, when this node writes it.
     pub(crate) fn js(&self) -> Option<&JsWire> {
-        self.writes_js.then_some(&self.js_wire)
+        self.writes_js().then_some(&self.js_wire)
     }
 }
 
@@ -184,12 +187,13 @@ impl NodeBuilder {
                     options.missed_announcements,
                 ),
                 directory: Directory::new(),
+                // A node on crosswire's wire only reads the package's messages, in whichever
+                // encoding they come: its write format is never used.
                 js_wire: JsWire::new(
                     &options.bridge_prefix,
                     &options.ws_prefix,
-                    options.wire != (Wire::JsPackage { msgpack: false }),
+                    !matches!(options.wire, Wire::JsPackage { msgpack: false }),
                 ),
-                writes_js: matches!(options.wire, Wire::JsPackage { .. }),
                 options,
             }
         });
@@ -198,7 +202,7 @@ impl NodeBuilder {
             let weak = Arc::downgrade(&node.inner);
             let mut tasks = vec![tokio::spawn(crate::inbound::run(weak.clone(), inbound))];
             // The package's nodes neither announce themselves nor their bindings.
-            let announces = !node.inner.writes_js;
+            let announces = !node.inner.writes_js();
             if announces {
                 tasks.push(tokio::spawn(crate::directory::run_announcer(weak.clone())));
                 tasks.push(tokio::spawn(crate::membership::run(
