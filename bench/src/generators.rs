@@ -14,16 +14,15 @@
 //! The child exits when its stdin closes (the parent ended).
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::load::{self, Audience, Pool, PoolConfig, StepCtx};
-use crate::servers::ProcStats;
+use crate::servers::{ProcStats, SelfChild};
 
 /// What one generator process runs.
 #[derive(Debug, Clone)]
@@ -149,18 +148,12 @@ pub(crate) struct GeneratorProcess {
 impl GeneratorProcess {
     /// Starts `spec` in a child process; it starts connecting at once.
     pub(crate) fn spawn(spec: &GeneratorSpec) -> Result<GeneratorProcess, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .args(spec.to_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("could not start a generator process: {e}"))?;
-        let pid = child.id().ok_or("the generator process ended at once")?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        let SelfChild {
+            child,
+            pid,
+            stdin,
+            stdout,
+        } = SelfChild::spawn(&spec.to_args(), "generator")?;
         Ok(GeneratorProcess {
             pid,
             child,

@@ -355,19 +355,12 @@ impl ServerProcess {
         if spec.kind == ServerKind::Floor {
             return ServerProcess::spawn_floor(spec).await;
         }
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
-            .args(spec.to_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("could not start the server process: {e}"))?;
-        let pid = child.id().ok_or("the server process ended at once")?;
-        let stdin = child.stdin.take().ok_or("no stdin")?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut stdout = BufReader::new(stdout).lines();
+        let SelfChild {
+            child,
+            pid,
+            stdin,
+            mut stdout,
+        } = SelfChild::spawn(&spec.to_args(), "server")?;
         let line = first_line(&mut stdout, spec.kind).await?;
         let addr = line
             .strip_prefix("listening ")
@@ -445,6 +438,45 @@ impl ServerProcess {
     /// Stops the server (SIGKILL) and waits for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// This bench binary started again as a child (a server or a generator process, per its
+/// first argument): killed when dropped, stdin and stdout piped, stderr shared.
+pub(crate) struct SelfChild {
+    /// The process.
+    pub(crate) child: Child,
+    /// Its process id, for `/proc/PID/stat`.
+    pub(crate) pid: u32,
+    /// Where its commands go.
+    pub(crate) stdin: ChildStdin,
+    /// Its lines.
+    pub(crate) stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl SelfChild {
+    /// Starts `crosswire-bench ARGS...`; `what` names it in errors.
+    pub(crate) fn spawn(args: &[String], what: &str) -> Result<SelfChild, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("could not start the {what} process: {e}"))?;
+        let pid = child
+            .id()
+            .ok_or(format!("the {what} process ended at once"))?;
+        let stdin = child.stdin.take().ok_or("no stdin")?;
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
+        Ok(SelfChild {
+            child,
+            pid,
+            stdin,
+            stdout,
+        })
     }
 }
 
