@@ -224,7 +224,7 @@ impl ClientBuilder {
             pinged: Notify::new(),
             finished: watch::channel(false).0,
         });
-        let transport = Box::new(InMemoryTransport {
+        let transport = Arc::new(InMemoryTransport {
             frames: frames_tx,
             peer: peer.clone(),
         });

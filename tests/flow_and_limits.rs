@@ -457,7 +457,9 @@ async fn a_connection_registered_during_shutdown_is_closed_at_once_and_upgrades_
     // without running its connection handlers (which would bind it).
     let late = Recorded::default();
     let request = crosswire::RequestInfo::parse("/?id=late", Default::default(), None);
-    let connection = node.connect(request, Box::new(late.clone())).await;
+    let connection = node
+        .connect(request, std::sync::Arc::new(late.clone()))
+        .await;
     assert_eq!(*late.0.lock().expect("closes"), [1001]);
     assert_eq!(connection.socket().socket_id(), None);
 

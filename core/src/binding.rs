@@ -59,6 +59,8 @@ impl Node {
             let replaced = state.bound.insert(id.clone(), socket.clone());
             if let Some(old) = &replaced {
                 old.clear_socket_id_if(&id);
+                // The id's rooms are kept: they deliver to the new connection.
+                state.rooms.rebind(&id, socket);
             }
             replaced
         };

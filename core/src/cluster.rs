@@ -173,6 +173,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -184,9 +185,9 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// // A connection not bound to a socket id is not counted.
-    /// let _client = node.connect(RequestInfo::default(), Box::new(TestTransport)).await;
+    /// let _client = node.connect(RequestInfo::default(), Arc::new(TestTransport)).await;
     /// assert_eq!(node.cluster().client_count().await?.value, 1);
     /// # Ok(()) }
     /// ```
@@ -206,6 +207,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -217,7 +219,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().server_name("a").build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// let answer = node.cluster().clients_by_node().await?;
     /// assert_eq!(answer.value["a"], 1);
     /// # Ok(()) }
@@ -239,6 +241,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -250,7 +253,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().room_socket_ids("chat", Some("lobby"), Match::Exact).await?;
     /// assert!(answer.value.contains("alice"));
@@ -280,6 +283,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -293,7 +297,7 @@ impl<'a> Cluster<'a> {
     /// let node = Node::builder().build().await?;
     /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "lobby-1"), ("bob", "lobby-2")] {
-    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), id).await);
     ///     node.join_room("chat", room, id).await?;
     /// }
     /// let answer = node.cluster().room_socket_count("chat", Some("lobby-"), Match::Prefix).await?;
@@ -318,6 +322,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -329,7 +334,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().room_sizes("chat").await?;
     /// assert_eq!(answer.value["lobby"], 1);
@@ -357,6 +362,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -368,7 +374,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// let answer = node.cluster().joined_rooms("alice", None).await?;
     /// assert!(answer.value["chat"].contains("lobby"));
@@ -400,6 +406,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -411,7 +418,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().server_name("a").build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// assert_eq!(node.cluster().node_of("alice").await?.value.as_deref(), Some("a"));
     /// assert_eq!(node.cluster().node_of("bob").await?.value, None);
     /// # Ok(()) }
@@ -434,6 +441,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -445,7 +453,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// assert!(node.cluster().is_online("alice").await?.value);
     /// assert!(!node.cluster().is_online("bob").await?.value);
     /// # Ok(()) }
@@ -467,6 +475,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -478,7 +487,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{close_codes, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// assert!(node.cluster().disconnect("alice", close_codes::FORCED_LOGOUT, "bye").await?.value);
     /// assert!(!node.cluster().disconnect("bob", close_codes::FORCED_LOGOUT, "bye").await?.value); // not found
     /// # Ok(()) }
@@ -505,6 +514,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -516,7 +526,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// assert!(node.cluster().join_room("chat", "lobby", "alice").await?.value);
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// # Ok(()) }
@@ -539,6 +549,7 @@ impl<'a> Cluster<'a> {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -550,7 +561,7 @@ impl<'a> Cluster<'a> {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.cluster().leave_room("chat", "lobby", "alice").await?.value);
     /// assert!(!node.is_joined("alice", "chat", None));
@@ -738,6 +749,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -751,7 +763,7 @@ impl Node {
     /// let node = Node::builder().build().await?;
     /// let mut clients = Vec::new();
     /// for id in ["alice", "bob"] {
-    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), id).await);
     ///     node.join_room("chat", "lobby", id).await?;
     /// }
     /// node.join_room("chat", "help", "alice").await?;

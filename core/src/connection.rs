@@ -18,6 +18,7 @@ use crate::{close_codes, Node, Socket};
 ///
 /// ```
 /// # use crosswire_core::{SendError, Transport};
+/// # use std::sync::Arc;
 /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
 /// # impl Transport for TestTransport {
 /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
@@ -36,7 +37,7 @@ use crate::{close_codes, Node, Socket};
 ///     ev.reply(&text)
 /// });
 /// let (tx, frames) = std::sync::mpsc::channel();
-/// let connection = node.connect(RequestInfo::default(), Box::new(TestTransport(tx))).await;
+/// let connection = node.connect(RequestInfo::default(), Arc::new(TestTransport(tx))).await;
 /// connection.text(br#"{"event":"echo","payload":"hi","callbackId":"c1"}"#);
 /// assert_eq!(frames.try_recv()?, r#"{"callbackId":"c1","payload":"hi"}"#);
 ///
@@ -154,7 +155,9 @@ mod tests {
             }
             async {}
         });
-        let connection = node.connect(RequestInfo::default(), Box::new(Quiet)).await;
+        let connection = node
+            .connect(RequestInfo::default(), std::sync::Arc::new(Quiet))
+            .await;
         assert_eq!(node.connection_count(), 1);
         end(connection);
         let code = rx.await.expect("the Close handlers ran");

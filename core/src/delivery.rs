@@ -209,11 +209,8 @@ impl Node {
         let mut delivered = 0;
         {
             let state: &State = &self.inner().state.read();
-            state.rooms.for_each_member(namespace, room, |id| {
-                if exclude.contains(&&**id) {
-                    return;
-                }
-                if let Some(socket) = state.bound.get(id) {
+            state.rooms.for_each_member(namespace, room, |id, socket| {
+                if !exclude.contains(&&**id) {
                     delivered += usize::from(self.send_counted(socket, frame));
                 }
             });

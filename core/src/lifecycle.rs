@@ -22,7 +22,7 @@ impl Node {
     /// Registers a new client connection and runs the [`system::Connection`] handlers to
     /// completion. A transport calls this once per connection, before reading from it, and
     /// feeds what it reads to the returned [`Connection`].
-    pub async fn connect(&self, request: RequestInfo, transport: Box<dyn Transport>) -> Connection {
+    pub async fn connect(&self, request: RequestInfo, transport: Arc<dyn Transport>) -> Connection {
         self.connect_inner(request, transport, None).await
     }
 
@@ -32,7 +32,7 @@ impl Node {
     pub async fn connect_bound(
         &self,
         request: RequestInfo,
-        transport: Box<dyn Transport>,
+        transport: Arc<dyn Transport>,
         socket_id: &str,
     ) -> Connection {
         self.connect_inner(request, transport, Some(socket_id))
@@ -42,7 +42,7 @@ impl Node {
     async fn connect_inner(
         &self,
         request: RequestInfo,
-        transport: Box<dyn Transport>,
+        transport: Arc<dyn Transport>,
         socket_id: Option<&str>,
     ) -> Connection {
         let conn_id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);

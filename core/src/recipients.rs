@@ -29,6 +29,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -40,7 +41,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _client = node.connect(RequestInfo::default(), Box::new(TestTransport)).await; // not bound
+    /// let _client = node.connect(RequestInfo::default(), Arc::new(TestTransport)).await; // not bound
     /// let delivery = node.broadcast().emit("news", &"hello").await?;
     /// // Queued on the one connection; a standalone node has no broker to publish to.
     /// assert_eq!((delivery.local, delivery.published), (1, false));
@@ -58,6 +59,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
@@ -72,7 +74,7 @@ impl Node {
     ///
     /// let node = Node::builder().build().await?;
     /// let (tx, frames) = std::sync::mpsc::channel();
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport(tx)), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport(tx)), "alice").await;
     ///
     /// let delivery = node.to("alice").emit("chat", &"hi").await?;
     /// assert_eq!(delivery.local, 1);
@@ -95,6 +97,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport(std::sync::mpsc::Sender<bytes::Bytes>);
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, frame: bytes::Bytes) -> Result<(), SendError> {
@@ -111,7 +114,7 @@ impl Node {
     /// let (tx, frames) = std::sync::mpsc::channel();
     /// let mut clients = Vec::new();
     /// for id in ["alice", "bob"] {
-    ///     let transport = Box::new(TestTransport(tx.clone()));
+    ///     let transport = Arc::new(TestTransport(tx.clone()));
     ///     clients.push(node.connect_bound(RequestInfo::default(), transport, id).await);
     ///     node.join_room("chat", "lobby", id).await?;
     /// }

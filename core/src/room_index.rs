@@ -1,10 +1,13 @@
-//! Room bookkeeping on one node: namespace → room → member socket ids, and the reverse index.
+//! Room bookkeeping on one node: namespace → room → member socket ids (each with the connection
+//! it is bound to, so that a room push goes straight to the connections), and the reverse index.
 //!
 //! Pure data, no I/O. Empty rooms and empty namespaces are removed as soon as they empty, so the
 //! maps only ever hold live memberships.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use crate::Socket;
 
 /// An application socket id, shared between the indexes.
 pub(crate) type SocketId = Arc<str>;
@@ -29,22 +32,32 @@ impl Match {
 }
 
 /// Local room memberships.
+///
+/// A member is a bound socket id: the caller keeps each member's connection up to date
+/// ([`rebind`](Self::rebind)) and removes an id's memberships when it is unbound.
 #[derive(Debug, Default)]
 pub(crate) struct Rooms {
-    namespaces: HashMap<String, HashMap<String, HashSet<SocketId>>>,
+    namespaces: HashMap<String, HashMap<String, HashMap<SocketId, Socket>>>,
     by_socket: HashMap<SocketId, HashMap<String, HashSet<String>>>,
 }
 
 impl Rooms {
-    /// Adds `id` to a room. Returns `true` if the namespace had no local member before.
-    pub(crate) fn join(&mut self, namespace: &str, room: &str, id: &SocketId) -> bool {
+    /// Adds `id`, bound to `socket`, to a room. Returns `true` if the namespace had no local
+    /// member before.
+    pub(crate) fn join(
+        &mut self,
+        namespace: &str,
+        room: &str,
+        id: &SocketId,
+        socket: &Socket,
+    ) -> bool {
         let created = !self.namespaces.contains_key(namespace);
         self.namespaces
             .entry(namespace.to_owned())
             .or_default()
             .entry(room.to_owned())
             .or_default()
-            .insert(id.clone());
+            .insert(id.clone(), socket.clone());
         self.by_socket
             .entry(id.clone())
             .or_default()
@@ -52,6 +65,24 @@ impl Rooms {
             .or_default()
             .insert(room.to_owned());
         created
+    }
+
+    /// `id` is now bound to `socket` (a newer connection took it over): its memberships
+    /// deliver there.
+    pub(crate) fn rebind(&mut self, id: &str, socket: &Socket) {
+        let Some(joined) = self.by_socket.get(id) else {
+            return;
+        };
+        for (namespace, rooms) in joined {
+            let Some(in_namespace) = self.namespaces.get_mut(namespace) else {
+                continue;
+            };
+            for room in rooms {
+                if let Some(member) = in_namespace.get_mut(room).and_then(|m| m.get_mut(id)) {
+                    *member = socket.clone();
+                }
+            }
+        }
     }
 
     /// Removes `id` from a room. Returns `true` if that emptied the namespace.
@@ -93,7 +124,12 @@ impl Rooms {
         let Some(rooms) = self.namespaces.get_mut(namespace) else {
             return (Vec::new(), false);
         };
-        let members: Vec<SocketId> = rooms.remove(room).into_iter().flatten().collect();
+        let members: Vec<SocketId> = rooms
+            .remove(room)
+            .into_iter()
+            .flatten()
+            .map(|(id, _)| id)
+            .collect();
         let emptied = rooms.is_empty();
         if emptied {
             self.namespaces.remove(namespace);
@@ -140,15 +176,15 @@ impl Rooms {
         self.namespaces.contains_key(namespace)
     }
 
-    /// Calls `f` for each member of one room.
+    /// Calls `f` for each member of one room, with the connection it is bound to.
     pub(crate) fn for_each_member(
         &self,
         namespace: &str,
         room: &str,
-        mut f: impl FnMut(&SocketId),
+        mut f: impl FnMut(&SocketId, &Socket),
     ) {
         if let Some(members) = self.namespaces.get(namespace).and_then(|r| r.get(room)) {
-            members.iter().for_each(&mut f);
+            members.iter().for_each(|(id, socket)| f(id, socket));
         }
     }
 
@@ -165,7 +201,7 @@ impl Rooms {
         rooms
             .iter()
             .filter(|(id, _)| room.is_none_or(|pattern| matching.accepts(id, pattern)))
-            .flat_map(|(_, members)| members.iter().cloned())
+            .flat_map(|(_, members)| members.keys().cloned())
             .collect()
     }
 
@@ -244,6 +280,21 @@ mod tests {
         Arc::from(s)
     }
 
+    /// A connection that writes nothing anywhere.
+    fn socket() -> Socket {
+        struct Nowhere;
+        impl crate::Transport for Nowhere {
+            fn send(&self, _: bytes::Bytes) -> Result<(), crate::SendError> {
+                Ok(())
+            }
+            fn ping(&self) {}
+            fn close(&self, _: u16, _: &str) {}
+            fn terminate(&self) {}
+        }
+        let request = crate::RequestInfo::default();
+        Socket::new(0, request, Arc::new(Nowhere), tracing::Span::none())
+    }
+
     fn sorted(set: HashSet<SocketId>) -> Vec<String> {
         let mut v: Vec<String> = set.iter().map(|s| s.to_string()).collect();
         v.sort();
@@ -253,13 +304,13 @@ mod tests {
     #[test]
     fn join_reports_first_member_of_namespace() {
         let mut rooms = Rooms::default();
-        assert!(rooms.join("chat", "1", &id("a")));
-        assert!(!rooms.join("chat", "2", &id("b")));
+        assert!(rooms.join("chat", "1", &id("a"), &socket()));
+        assert!(!rooms.join("chat", "2", &id("b"), &socket()));
         assert!(
-            !rooms.join("chat", "1", &id("a")),
+            !rooms.join("chat", "1", &id("a"), &socket()),
             "joining twice is idempotent"
         );
-        assert!(rooms.join("game", "1", &id("a")));
+        assert!(rooms.join("game", "1", &id("a"), &socket()));
         assert_eq!(
             sorted(rooms.socket_ids("chat", Some("1"), Match::Exact)),
             ["a"]
@@ -267,10 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn members_deliver_to_the_connection_their_id_is_bound_to() {
+        let mut rooms = Rooms::default();
+        let (first, second) = (socket(), socket());
+        rooms.join("chat", "1", &id("a"), &first);
+        rooms.join("chat", "2", &id("a"), &first);
+        rooms.join("chat", "1", &id("b"), &first);
+        rooms.rebind("a", &second);
+        for room in ["1", "2"] {
+            rooms.for_each_member("chat", room, |member, socket| {
+                let expected = if &**member == "a" { &second } else { &first };
+                assert!(socket.same_connection(expected), "{member} in room {room}");
+            });
+        }
+        rooms.rebind("nobody", &second); // not a member: nothing to do
+    }
+
+    #[test]
     fn leave_reports_last_member_and_cleans_up() {
         let mut rooms = Rooms::default();
-        rooms.join("chat", "1", &id("a"));
-        rooms.join("chat", "1", &id("b"));
+        rooms.join("chat", "1", &id("a"), &socket());
+        rooms.join("chat", "1", &id("b"), &socket());
         assert!(!rooms.leave("chat", "1", "a"));
         assert!(!rooms.leave("chat", "1", "a"), "leaving twice is harmless");
         assert!(rooms.leave("chat", "1", "b"));
@@ -281,10 +349,10 @@ mod tests {
     #[test]
     fn remove_socket_drops_every_membership() {
         let mut rooms = Rooms::default();
-        rooms.join("chat", "1", &id("a"));
-        rooms.join("chat", "2", &id("a"));
-        rooms.join("game", "9", &id("a"));
-        rooms.join("game", "9", &id("b"));
+        rooms.join("chat", "1", &id("a"), &socket());
+        rooms.join("chat", "2", &id("a"), &socket());
+        rooms.join("game", "9", &id("a"), &socket());
+        rooms.join("game", "9", &id("b"), &socket());
         let mut emptied = rooms.remove_socket("a");
         emptied.sort();
         assert_eq!(emptied, ["chat"]);
@@ -297,9 +365,9 @@ mod tests {
     #[test]
     fn remove_room_returns_members() {
         let mut rooms = Rooms::default();
-        rooms.join("chat", "1", &id("a"));
-        rooms.join("chat", "1", &id("b"));
-        rooms.join("chat", "2", &id("b"));
+        rooms.join("chat", "1", &id("a"), &socket());
+        rooms.join("chat", "1", &id("b"), &socket());
+        rooms.join("chat", "2", &id("b"), &socket());
         let (mut members, emptied) = rooms.remove_room("chat", "1");
         members.sort();
         assert_eq!(members, [id("a"), id("b")]);
@@ -314,11 +382,11 @@ mod tests {
     fn rooms_of_counts_rooms_over_namespaces() {
         let mut rooms = Rooms::default();
         assert_eq!(rooms.rooms_of("a"), 0);
-        rooms.join("chat", "1", &id("a"));
-        rooms.join("chat", "1", &id("a"));
-        rooms.join("chat", "2", &id("a"));
-        rooms.join("game", "1", &id("a"));
-        rooms.join("game", "1", &id("b"));
+        rooms.join("chat", "1", &id("a"), &socket());
+        rooms.join("chat", "1", &id("a"), &socket());
+        rooms.join("chat", "2", &id("a"), &socket());
+        rooms.join("game", "1", &id("a"), &socket());
+        rooms.join("game", "1", &id("b"), &socket());
         assert_eq!(rooms.rooms_of("a"), 3);
         rooms.leave("chat", "1", "a");
         assert_eq!(rooms.rooms_of("a"), 2);
@@ -329,10 +397,10 @@ mod tests {
     #[test]
     fn queries_with_exact_and_prefix_matching() {
         let mut rooms = Rooms::default();
-        rooms.join("chat", "100", &id("a"));
-        rooms.join("chat", "101", &id("b"));
-        rooms.join("chat", "200", &id("a"));
-        rooms.join("chat:vip", "1", &id("c"));
+        rooms.join("chat", "100", &id("a"), &socket());
+        rooms.join("chat", "101", &id("b"), &socket());
+        rooms.join("chat", "200", &id("a"), &socket());
+        rooms.join("chat:vip", "1", &id("c"), &socket());
         assert_eq!(
             sorted(rooms.socket_ids("chat", Some("10"), Match::Prefix)),
             ["a", "b"]

@@ -28,6 +28,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -39,7 +40,7 @@ impl Node {
     /// use crosswire_core::{Error, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// // Only socket ids bound on this node can join.
@@ -59,19 +60,18 @@ impl Node {
         }
         {
             let mut state = self.inner.state.write();
-            let Some((id, _)) = state.bound.get_key_value(socket_id) else {
+            let Some((id, socket)) = state.bound.get_key_value(socket_id) else {
                 return Err(Error::NotBound(socket_id.to_owned()));
             };
-            let id = id.clone();
+            let (id, socket) = (id.clone(), socket.clone());
             let limit = self.inner.options.connection.rooms_per_socket;
             if state.rooms.rooms_of(&id) >= limit
                 && !state.rooms.is_joined(&id, namespace, Some(room))
             {
-                let socket = state.bound.get(socket_id).cloned();
                 drop(state);
                 Metrics::add(&self.inner.metrics.limit_rooms);
                 let flag = ConnectionLimits::ROOMS_LOGGED;
-                if let Some(socket) = socket.filter(|socket| socket.limit_logged_once(flag)) {
+                if socket.limit_logged_once(flag) {
                     tracing::warn!(
                         conn = socket.conn_id(),
                         socket_id,
@@ -85,7 +85,7 @@ impl Node {
                     limit,
                 });
             }
-            state.rooms.join(namespace, room, &id);
+            state.rooms.join(namespace, room, &id, &socket);
         }
         self.reconcile_namespace(namespace).await
     }
@@ -98,6 +98,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -109,7 +110,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// node.leave_room("chat", "lobby", "alice").await?;
     /// assert!(!node.is_joined("alice", "chat", None));
@@ -140,6 +141,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -151,7 +153,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// node.remove_room("chat", "lobby").await?;
     /// assert!(!node.is_joined("alice", "chat", Some("lobby")));
@@ -171,6 +173,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -185,7 +188,7 @@ impl Node {
     /// let node = Node::builder().build().await?;
     /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
-    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), id).await);
     ///     node.join_room("play", room, id).await?;
     /// }
     /// let in_game_1 = node.room_socket_ids("play", Some("game-1"), Match::Exact);
@@ -213,6 +216,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -226,7 +230,7 @@ impl Node {
     /// let node = Node::builder().build().await?;
     /// let mut clients = Vec::new();
     /// for (id, room) in [("alice", "game-1"), ("bob", "game-2")] {
-    ///     clients.push(node.connect_bound(RequestInfo::default(), Box::new(TestTransport), id).await);
+    ///     clients.push(node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), id).await);
     ///     node.join_room("play", room, id).await?;
     /// }
     /// assert_eq!(node.socket_count_in_room("play", Some("game-1"), Match::Exact), 1);
@@ -252,6 +256,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -264,7 +269,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("chat", "lobby"), ("chat", "help"), ("game", "g1")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }
@@ -289,6 +294,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -300,7 +306,7 @@ impl Node {
     /// use crosswire_core::{Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// node.join_room("chat", "lobby", "alice").await?;
     /// assert!(node.is_joined("alice", "chat", Some("lobby")));
     /// assert!(node.is_joined("alice", "chat", None));
@@ -319,6 +325,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -330,7 +337,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }
@@ -350,6 +357,7 @@ impl Node {
     ///
     /// ```
     /// # use crosswire_core::{SendError, Transport};
+    /// # use std::sync::Arc;
     /// # struct TestTransport;
     /// # impl Transport for TestTransport {
     /// #     fn send(&self, _: bytes::Bytes) -> Result<(), SendError> { Ok(()) }
@@ -361,7 +369,7 @@ impl Node {
     /// use crosswire_core::{Match, Node, RequestInfo};
     ///
     /// let node = Node::builder().build().await?;
-    /// let _alice = node.connect_bound(RequestInfo::default(), Box::new(TestTransport), "alice").await;
+    /// let _alice = node.connect_bound(RequestInfo::default(), Arc::new(TestTransport), "alice").await;
     /// for (namespace, room) in [("game:eu", "g1"), ("game:eu", "g2"), ("game:us", "g3")] {
     ///     node.join_room(namespace, room, "alice").await?;
     /// }

@@ -26,7 +26,7 @@ pub struct Socket {
 struct SocketInner {
     conn_id: u64,
     request: RequestInfo,
-    transport: Box<dyn Transport>,
+    transport: Arc<dyn Transport>,
     socket_id: Mutex<Option<Arc<str>>>,
     alive: AtomicBool,
     /// Client event handlers of this connection still running (see `limits`).
@@ -51,7 +51,7 @@ impl Socket {
     pub(crate) fn new(
         conn_id: u64,
         request: RequestInfo,
-        transport: Box<dyn Transport>,
+        transport: Arc<dyn Transport>,
         span: tracing::Span,
     ) -> Self {
         Socket {

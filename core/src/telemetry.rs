@@ -205,7 +205,7 @@ mod tests {
         let mut clients = Vec::new();
         for id in ["a", "b", "c"] {
             clients.push(
-                node.connect_bound(RequestInfo::default(), Box::new(Sink), id)
+                node.connect_bound(RequestInfo::default(), std::sync::Arc::new(Sink), id)
                     .await,
             );
         }
@@ -268,7 +268,7 @@ mod tests {
             .await
             .unwrap();
         let _client = node
-            .connect_bound(RequestInfo::default(), Box::new(Sink), "alice")
+            .connect_bound(RequestInfo::default(), std::sync::Arc::new(Sink), "alice")
             .await;
         node.join_room("chat", "lobby", "alice").await.unwrap();
         node.broadcast().emit("news", &"hello").await.unwrap();

@@ -1,5 +1,5 @@
-//! The outbox: what other tasks ask one connection to write, and [`WsTransport`], the node's
-//! handle that fills it.
+//! The outbox: what other tasks ask one connection to write. It is also the node's handle on
+//! the connection (its [`Transport`]), so that a push reaches the queue in one step.
 //!
 //! One small mutex per connection guards a queue of shared frames. Senders hold it only to push
 //! and never across an await; the connection's task takes the whole queue at once, and gives
@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use crosswire_core::close_codes;
@@ -60,6 +60,8 @@ struct State {
     close: Option<(u16, String)>,
     /// The connection task, when it waits for work.
     waker: Option<Waker>,
+    /// Input may be waiting since the task last looked (see [`Outbox::take_input_wake`]).
+    input_woken: bool,
 }
 
 /// The queue between the node (and the connection's own reader) and the connection's task.
@@ -95,6 +97,7 @@ impl Outbox {
                 close_taken: false,
                 close: None,
                 waker: None,
+                input_woken: false,
             }),
         }
     }
@@ -160,6 +163,8 @@ impl Outbox {
             state.close = Some((code, reason.to_owned()));
         }
         state.queued.close = Some(close_payload(code, reason));
+        // The task looks at input again, to stop handling it.
+        state.input_woken = true;
         wake(state);
         true
     }
@@ -236,19 +241,34 @@ impl Outbox {
         self.state.lock().phase == Phase::Open
     }
 
-    /// Wakes the connection's task, to look again at whether it may read.
-    pub(crate) fn wake(&self) {
-        wake(self.state.lock());
+    /// Wakes the connection's task to look at its input again: the socket became readable
+    /// (the outbox is the waker of the task's reads, see [`Wake`]), or the node can take input
+    /// again.
+    pub(crate) fn wake_for_input(&self) {
+        let mut state = self.state.lock();
+        state.input_woken = true;
+        wake(state);
+    }
+
+    /// Whether input may be waiting: [`wake_for_input`](Self::wake_for_input) was called, or
+    /// a close started, since the last call. A task whose last read found nothing reads only
+    /// then, and skips its input on a wake-up that was only for output.
+    pub(crate) fn take_input_wake(&self) -> bool {
+        std::mem::take(&mut self.state.lock().input_woken)
     }
 
     /// Whether the connection was killed; if not, the task is woken when it is (or when
-    /// anything is queued).
+    /// anything is queued), and at once if input came in after the task looked.
     pub(crate) fn poll_killed(&self, cx: &mut Context<'_>) -> bool {
         let mut state = self.state.lock();
         if state.phase == Phase::Killed {
             return true;
         }
         register(&mut state, cx);
+        if state.input_woken {
+            // Woken while it had no waker here: poll again rather than sleep on it.
+            cx.waker().wake_by_ref();
+        }
         false
     }
 }
@@ -270,35 +290,42 @@ fn wake(mut state: parking_lot::MutexGuard<'_, State>) {
     }
 }
 
-/// The node's handle on one WebSocket connection.
-#[derive(Debug)]
-pub(crate) struct WsTransport {
-    pub(crate) outbox: Arc<Outbox>,
-}
-
-impl Transport for WsTransport {
+/// The outbox is the node's handle on its connection: what the node queues goes straight into it.
+impl Transport for Outbox {
     fn send(&self, frame: Bytes) -> Result<(), SendError> {
-        self.outbox.push_text(frame)
+        self.push_text(frame)
     }
 
     fn ping(&self) {
-        self.outbox.push_ping();
+        self.push_ping();
     }
 
     fn close(&self, code: u16, reason: &str) {
-        self.outbox.close(code, reason);
+        Outbox::close(self, code, reason);
     }
 
     fn terminate(&self) {
-        self.outbox.kill(ABNORMAL, "terminated");
+        self.kill(ABNORMAL, "terminated");
     }
 
     fn resume(&self) {
-        self.outbox.wake();
+        self.wake_for_input();
     }
 
     fn is_open(&self) -> bool {
-        self.outbox.is_open()
+        Outbox::is_open(self)
+    }
+}
+
+/// The waker of the connection task's reads: what wakes it for input is told apart from what
+/// wakes it for output (see [`Outbox::take_input_wake`]).
+impl Wake for Outbox {
+    fn wake(self: Arc<Self>) {
+        self.wake_for_input();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wake_for_input();
     }
 }
 
