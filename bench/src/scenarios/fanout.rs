@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::load::{Audience, Pool};
-use crate::report::Reporter;
+use crate::report::{Reporter, Step};
 use crate::servers::{ServerKind, ServerProcess};
 
 use super::paced::{self, Paced};
@@ -47,27 +47,27 @@ async fn steps(
     opts: &Options,
     out: &mut Reporter,
 ) -> Result<(), String> {
-    let n = pool.len();
-    for &rate in &opts.broadcast_rates {
-        let step = Paced {
-            scenario: SCENARIO,
-            label: format!("broadcast@{rate}"),
-            rate,
-            audience: Audience::All,
+    if !opts.warm_up.is_zero() {
+        // Every server kind alike: the row is checked (nothing lost) but not reported.
+        let warm = Options {
+            duration: opts.warm_up,
+            ..opts.clone()
         };
-        let row = paced::run(server, pool, opts, step, |seq, token| {
-            let text = format!(
-                r#"{{"event":"command","payload":{{"action":"broadcast","msg":"{token}"}},"callbackId":"c{seq}"}}"#
-            );
-            ((seq % n as u64) as usize, text)
-        })
-        .await?;
-        out.emit(row);
+        let row = broadcast(server, pool, &warm, 10.0).await?;
+        if row.lost + row.duplicated + row.misdelivered > 0 {
+            return Err(format!(
+                "the warm-up broadcast lost {}, duplicated {}, misdelivered {}",
+                row.lost, row.duplicated, row.misdelivered
+            ));
+        }
+    }
+    for &rate in &opts.broadcast_rates {
+        out.emit(broadcast(server, pool, opts, rate).await?);
     }
     if opts.room_rates.is_empty() {
         return Ok(());
     }
-    let rooms = opts.rooms.max(1);
+    let (n, rooms) = (pool.len(), opts.rooms.max(1));
     join_rooms(pool, rooms).await?;
     for &rate in &opts.room_rates {
         let step = Paced {
@@ -89,6 +89,29 @@ async fn steps(
         out.emit(row);
     }
     Ok(())
+}
+
+/// One `broadcast` step at `rate` per second.
+async fn broadcast(
+    server: &mut ServerProcess,
+    pool: &Pool,
+    opts: &Options,
+    rate: f64,
+) -> Result<Step, String> {
+    let n = pool.len();
+    let step = Paced {
+        scenario: SCENARIO,
+        label: format!("broadcast@{rate}"),
+        rate,
+        audience: Audience::All,
+    };
+    paced::run(server, pool, opts, step, |seq, token| {
+        let text = format!(
+            r#"{{"event":"command","payload":{{"action":"broadcast","msg":"{token}"}},"callbackId":"c{seq}"}}"#
+        );
+        ((seq % n as u64) as usize, text)
+    })
+    .await
 }
 
 /// Client i joins room `i % rooms`; waits for every join's reply.

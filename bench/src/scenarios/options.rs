@@ -47,6 +47,11 @@ pub(crate) struct Cli {
     /// connect: hold with heartbeats before the second RSS reading, seconds
     #[arg(long, value_name = "S", default_value = "30", value_parser = seconds)]
     hold: Duration,
+    /// fanout: an unmeasured broadcast at 10/s before the first step, seconds (a server
+    /// process that has just started pays once for caches, page faults and what it
+    /// allocates on first use); 0 = none
+    #[arg(long, value_name = "S", default_value = "2", value_parser = seconds)]
+    warm_up: Duration,
     /// fanout and cluster-fanout clients
     #[arg(long, value_name = "N", default_value_t = 2_000)]
     clients: usize,
@@ -395,6 +400,7 @@ impl Cli {
             drain: self.drain,
             connect_steps: self.steps.0.clone(),
             hold: self.hold,
+            warm_up: self.warm_up,
             fanout_clients: self.clients,
             broadcast_rates: self.broadcast_rates.0.clone(),
             room_rates: self.room_rates.0.clone(),
@@ -476,6 +482,8 @@ pub(crate) struct Options {
     /// `connect`: how long the connections are held (with heartbeats) before the second
     /// memory reading.
     pub(crate) hold: Duration,
+    /// `fanout`: the unmeasured broadcast before the first step (zero: none).
+    pub(crate) warm_up: Duration,
     /// `fanout`: clients.
     pub(crate) fanout_clients: usize,
     /// `fanout`: `broadcast` rates per second.
