@@ -132,18 +132,8 @@ impl std::fmt::Debug for Connection {
 
 #[cfg(test)]
 mod tests {
-    use crate::{system, CloseEvent, Node, RequestInfo, SendError, Transport};
-
-    struct Quiet;
-
-    impl Transport for Quiet {
-        fn send(&self, _: bytes::Bytes) -> Result<(), SendError> {
-            Ok(())
-        }
-        fn ping(&self) {}
-        fn close(&self, _: u16, _: &str) {}
-        fn terminate(&self) {}
-    }
+    use crate::transport::Discard;
+    use crate::{system, CloseEvent, Node, RequestInfo};
 
     /// Runs `connection`'s end and returns the close code the Close handlers saw.
     async fn close_code_after(node: &Node, end: impl FnOnce(super::Connection)) -> u16 {
@@ -156,7 +146,7 @@ mod tests {
             async {}
         });
         let connection = node
-            .connect(RequestInfo::default(), std::sync::Arc::new(Quiet))
+            .connect(RequestInfo::default(), std::sync::Arc::new(Discard))
             .await;
         assert_eq!(node.connection_count(), 1);
         end(connection);

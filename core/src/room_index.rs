@@ -282,17 +282,9 @@ mod tests {
 
     /// A connection that writes nothing anywhere.
     fn socket() -> Socket {
-        struct Nowhere;
-        impl crate::Transport for Nowhere {
-            fn send(&self, _: bytes::Bytes) -> Result<(), crate::SendError> {
-                Ok(())
-            }
-            fn ping(&self) {}
-            fn close(&self, _: u16, _: &str) {}
-            fn terminate(&self) {}
-        }
         let request = crate::RequestInfo::default();
-        Socket::new(0, request, Arc::new(Nowhere), tracing::Span::none())
+        let transport = Arc::new(crate::transport::Discard);
+        Socket::new(0, request, transport, tracing::Span::none())
     }
 
     fn sorted(set: HashSet<SocketId>) -> Vec<String> {

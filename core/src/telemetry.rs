@@ -185,19 +185,8 @@ mod tests {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
     use super::plain_text;
-    use crate::{Node, RequestInfo, SendError, Transport};
-
-    /// A client that takes every frame.
-    struct Sink;
-
-    impl Transport for Sink {
-        fn send(&self, _: bytes::Bytes) -> Result<(), SendError> {
-            Ok(())
-        }
-        fn ping(&self) {}
-        fn close(&self, _: u16, _: &str) {}
-        fn terminate(&self) {}
-    }
+    use crate::transport::Discard;
+    use crate::{Node, RequestInfo};
 
     #[tokio::test]
     async fn a_push_is_counted_once_with_its_recipients() {
@@ -205,7 +194,7 @@ mod tests {
         let mut clients = Vec::new();
         for id in ["a", "b", "c"] {
             clients.push(
-                node.connect_bound(RequestInfo::default(), std::sync::Arc::new(Sink), id)
+                node.connect_bound(RequestInfo::default(), std::sync::Arc::new(Discard), id)
                     .await,
             );
         }
@@ -268,7 +257,11 @@ mod tests {
             .await
             .unwrap();
         let _client = node
-            .connect_bound(RequestInfo::default(), std::sync::Arc::new(Sink), "alice")
+            .connect_bound(
+                RequestInfo::default(),
+                std::sync::Arc::new(Discard),
+                "alice",
+            )
             .await;
         node.join_room("chat", "lobby", "alice").await.unwrap();
         node.broadcast().emit("news", &"hello").await.unwrap();

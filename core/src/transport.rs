@@ -205,6 +205,20 @@ impl RequestInfo {
     }
 }
 
+/// A transport that accepts every frame and writes it nowhere, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) struct Discard;
+
+#[cfg(test)]
+impl Transport for Discard {
+    fn send(&self, _: Bytes) -> Result<(), SendError> {
+        Ok(())
+    }
+    fn ping(&self) {}
+    fn close(&self, _: u16, _: &str) {}
+    fn terminate(&self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ParseOptions, RequestInfo};
