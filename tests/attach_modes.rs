@@ -6,7 +6,9 @@ mod support;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use crosswire::ws::{unauthorized, Accept, WsAcceptor, WsConfig};
@@ -226,4 +228,106 @@ async fn a_request_authenticated_before_the_upgrade_is_bound_from_the_start() {
     );
     assert_eq!(node.connection_count(), 1);
     assert_eq!(node.local_client_count(), 1);
+}
+
+/// An application's stream that hands over one byte per read, as a TLS layer or a slow link
+/// may.
+struct OneByteReads(TcpStream);
+
+impl tokio::io::AsyncRead for OneByteReads {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let mut byte = [0u8; 1];
+        let mut one = tokio::io::ReadBuf::new(&mut byte);
+        let polled = Pin::new(&mut self.0).poll_read(cx, &mut one);
+        if polled.is_ready() && buf.remaining() > 0 {
+            buf.put_slice(one.filled());
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for OneByteReads {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A message that takes thousands of reads keeps its connection's task reading until tokio's
+/// cooperative budget for the poll is spent (128 reads): the read is then `Pending`, the task
+/// is woken after the poll, and it must return rather than go round again. The application's
+/// server runs on a one-thread runtime of its own, so a task that held the thread would stop
+/// it for everyone, and the other client here would get no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_busy_reading_does_not_hold_a_one_thread_server() {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Not joined: were the thread held, joining would hang the test instead of failing it.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let node = Node::builder().build().await.expect("node builds");
+            crosswire::demo::install(&node);
+            let acceptor = Arc::new(WsAcceptor::new(node, WsConfig::default()));
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let _ = addr_tx.send(listener.local_addr().expect("local addr"));
+            let accept_loop = async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    let service = service_fn(move |request| {
+                        let response = acceptor.accept(request);
+                        async move { Ok::<_, Infallible>(response) }
+                    });
+                    tokio::spawn(
+                        http1::Builder::new()
+                            .serve_connection(TokioIo::new(OneByteReads(stream)), service)
+                            .with_upgrades(),
+                    );
+                }
+            };
+            tokio::select! {
+                _ = accept_loop => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    let addr = timeout(WAIT, addr_rx)
+        .await
+        .expect("server up in time")
+        .expect("server thread alive");
+
+    let mut busy = TestClient::connect(&format!("ws://{addr}/?id=busy")).await;
+    let mut other = TestClient::connect(&format!("ws://{addr}/?id=other")).await;
+    // 64 KiB: 64 Ki reads of one byte, that the socket holds all at once.
+    busy.send_text(
+        &json!({"event": "say", "payload": "x".repeat(64 << 10), "callbackId": "1"}).to_string(),
+    )
+    .await;
+    let (reply, _) = timeout(WAIT, other.request("say", json!("still there?")))
+        .await
+        .expect("the server answers another client while one message takes many reads");
+    assert_eq!(reply["echo"], "still there?");
+    let (reply, _) = timeout(WAIT, busy.request("say", json!("and me?")))
+        .await
+        .expect("the busy client is answered too");
+    assert_eq!(reply["echo"], "and me?");
+    let _ = stop_tx.send(());
 }

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::OverRate;
 pub(crate) use flow::FlowSettings;
 use flow::{Bucket, RateVerdict, Timer};
-use outbox::{Outbox, Taken, ABNORMAL};
+use outbox::{Killed, Outbox, Park, ABNORMAL};
 use reader::{FrameReader, Message, ReadEnd};
 use writer::{FrameWriter, Written};
 
@@ -126,6 +126,10 @@ pub(crate) fn spawn<IO>(
     });
 }
 
+/// Most rounds of writing and reading in one poll of a connection's task, before it yields
+/// (see `Connection::poll_run`). Answering a message takes two.
+const ROUNDS_PER_POLL: usize = 4;
+
 /// Where reading is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reading {
@@ -202,14 +206,45 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
 
     /// Drives the connection; `Ready` when it is over. Reading waits for the registration
     /// ([`poll_registration`](Self::poll_registration)); writing does not.
+    ///
+    /// The task goes round until [`Outbox::park`] finds nothing left to do and registers its
+    /// waker. Until then a push does not wake it, so a reply queued by its own reader is written
+    /// in the same poll: a task that woke itself would be queued again and tokio would wake an
+    /// idle worker to steal it (a futex call and a context switch per heartbeat answered).
+    ///
+    /// Another round follows only what came in from other tasks during this one (pushes, input
+    /// seen by the I/O driver); after [`ROUNDS_PER_POLL`] rounds the task yields instead, so
+    /// that a connection kept that busy lets the other tasks of its thread run. (A read that
+    /// finds tokio's cooperative budget spent is `Pending`, and its wake-up comes after the
+    /// poll: it does not start another round.)
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Writing first: what it frees may let reading go on.
-        if let Step::Done = self.poll_write(cx) {
-            return Poll::Ready(());
+        for _ in 0..ROUNDS_PER_POLL {
+            // Writing first: what it frees may let reading go on.
+            if let Step::Done = self.poll_write(cx) {
+                return Poll::Ready(());
+            }
+            self.poll_input(cx);
+            if let Some(deadline) = self.closing {
+                // Our close frame is out: wait for the peer's, or give up.
+                if self.reading == Reading::Over || self.close_timer.poll_deadline(deadline, cx) {
+                    return Poll::Ready(());
+                }
+            }
+            match self.outbox.park(cx, self.writer.is_idle()) {
+                Park::Wait => return Poll::Pending,
+                Park::Output => {}
+                Park::Input => self.read_armed = false,
+                Park::Killed => return Poll::Ready(()),
+            }
         }
-        if self.outbox.take_input_wake() {
-            self.read_armed = false;
-        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Reads and handles what the peer sent while reading may go on, or discards it while
+    /// draining. A task whose last read found nothing does not read again until the outbox
+    /// records a wake-up for input (`read_armed`).
+    fn poll_input(&mut self, cx: &mut Context<'_>) {
         while !self.read_armed && self.reading == Reading::Open && self.guard.is_some() {
             if !self.outbox.is_open() {
                 // This side is closing (the application, a policy): the peer's messages are
@@ -227,34 +262,28 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         {
             self.reading = Reading::Over;
         }
-        if self.outbox.poll_killed(cx) {
-            return Poll::Ready(());
-        }
-        if let Some(deadline) = self.closing {
-            // Our close frame is out: wait for the peer's, or give up.
-            if self.reading == Reading::Over || self.close_timer.poll_deadline(deadline, cx) {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
     }
 
-    /// Writes what is queued; drops a connection whose writes stalled.
+    /// Takes what is queued if the writer is idle, and writes; drops a connection whose writes
+    /// stalled. What is queued after the take is left to [`Outbox::park`].
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Step {
         // Whether a batch started or bytes went out in this call: the clock is read for it
         // only if a write is left waiting (the common batch goes out whole and needs no time).
         let mut progressed = false;
-        loop {
-            if self.writer.is_idle() {
-                match self.outbox.poll_take(cx, self.writer.spare()) {
-                    Poll::Ready(Taken::Batch(batch)) => {
+        if self.writer.is_idle() {
+            match self.outbox.take(self.writer.spare()) {
+                Ok(taken) => {
+                    // The one lock of a wake-up also tells whether it was for input.
+                    self.read_armed &= !taken.input;
+                    if let Some(batch) = taken.batch {
                         self.writer.start(batch);
                         progressed = true;
                     }
-                    Poll::Ready(Taken::Killed) => return Step::Done,
-                    Poll::Pending => break,
                 }
+                Err(Killed) => return Step::Done,
             }
+        }
+        if !self.writer.is_idle() {
             let out_before = self.writer.bytes_out();
             let written = self.writer.poll_write(&mut self.io, cx);
             progressed |= self.writer.bytes_out() != out_before;
@@ -265,13 +294,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
                         return Step::Done; // our close frame answered the peer's
                     }
                     self.closing = Some(Instant::now() + self.settings.close_timeout);
-                    break;
                 }
                 Poll::Ready(Err(_)) => {
                     self.outbox.kill(ABNORMAL, "");
                     return Step::Done;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {}
             }
         }
         if progressed && !self.writer.is_idle() {
@@ -310,11 +338,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
         }
         if let Some(guard) = &self.guard {
             if !guard.ready_for_input() {
-                // Registered before looking again, so a `resume` in between is not lost.
-                self.outbox.register(cx);
-                if !guard.ready_for_input() {
-                    return false;
-                }
+                // `resume` wakes the task for input; one that comes before the task sleeps is
+                // seen by `Outbox::park`, so none is lost.
+                return false;
             }
         }
         if let (Some(bucket), Some(limit)) = (self.bucket.as_mut(), self.settings.rate.as_ref()) {

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 
 use bytes::Bytes;
 use crosswire_core::close_codes;
@@ -60,7 +60,7 @@ struct State {
     close: Option<(u16, String)>,
     /// The connection task, when it waits for work.
     waker: Option<Waker>,
-    /// Input may be waiting since the task last looked (see [`Outbox::take_input_wake`]).
+    /// Input may be waiting since the task last looked (see [`Taken::input`]).
     input_woken: bool,
 }
 
@@ -74,11 +74,29 @@ pub(crate) struct Outbox {
     state: Mutex<State>,
 }
 
-/// What [`Outbox::poll_take`] found.
+/// What the connection's task takes from its outbox (see [`Outbox::take`]).
 #[derive(Debug)]
-pub(crate) enum Taken {
-    /// Frames to write.
-    Batch(Batch),
+pub(crate) struct Taken {
+    /// The frames queued, if any.
+    pub(crate) batch: Option<Batch>,
+    /// Whether input may be waiting (see [`Outbox::wake_for_input`]); the task reads again only
+    /// then once a read found nothing.
+    pub(crate) input: bool,
+}
+
+/// The connection was killed: its task stops at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Killed;
+
+/// What [`Outbox::park`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Park {
+    /// Nothing to do: the task's waker is registered.
+    Wait,
+    /// Frames were queued since the task last took them.
+    Output,
+    /// Input may be waiting.
+    Input,
     /// Stop now: the connection was killed.
     Killed,
 }
@@ -125,7 +143,7 @@ impl Outbox {
         let texts = &mut state.queued.texts;
         if texts.capacity() == 0 {
             // Most pushes find the queue empty: room for one is what they need (and what an
-            // idle connection keeps, see `poll_take`).
+            // idle connection keeps, see `take`).
             texts.reserve_exact(1);
         }
         texts.push_back(frame);
@@ -189,28 +207,25 @@ impl Outbox {
         state.close.take().unwrap_or((ABNORMAL, String::new()))
     }
 
-    /// Takes everything queued, or registers the task's waker when there is nothing.
+    /// Takes everything queued, and whether input may be waiting; the task's waker is left
+    /// for [`park`](Self::park) to register.
     ///
     /// `spare` is the writer's emptied queue: its allocation is kept here for the next pushes
     /// (swapped in for the queue taken, or kept while the connection waits), so that a push
     /// to an idle connection allocates nothing. Without it every push to an idle connection
     /// allocated a queue on the sender's thread that the connection's task freed on another,
     /// which glibc's per-thread caches cannot serve (~5 % of the CPU of a room fan-out).
-    pub(crate) fn poll_take(
-        &self,
-        cx: &mut Context<'_>,
-        spare: &mut VecDeque<Bytes>,
-    ) -> Poll<Taken> {
+    pub(crate) fn take(&self, spare: &mut VecDeque<Bytes>) -> Result<Taken, Killed> {
         let mut state = self.state.lock();
         if state.phase == Phase::Killed {
-            return Poll::Ready(Taken::Killed);
+            return Err(Killed);
         }
+        let input = std::mem::take(&mut state.input_woken);
         if state.queued.is_empty() {
             if state.queued.texts.capacity() == 0 {
                 std::mem::swap(&mut state.queued.texts, spare);
             }
-            register(&mut state, cx);
-            return Poll::Pending;
+            return Ok(Taken { batch: None, input });
         }
         if state.queued.close.is_some() {
             state.close_taken = true;
@@ -218,7 +233,31 @@ impl Outbox {
         state.queued_bytes = 0;
         let batch = std::mem::take(&mut state.queued);
         std::mem::swap(&mut state.queued.texts, spare);
-        Poll::Ready(Taken::Batch(batch))
+        Ok(Taken {
+            batch: Some(batch),
+            input,
+        })
+    }
+
+    /// The task's last look before it sleeps, in one lock: whether it was killed, whether
+    /// frames came in that an idle writer should take (`writer_idle`), whether input may be
+    /// waiting; if none of these, its waker is registered, to be woken by any of them.
+    pub(crate) fn park(&self, cx: &mut Context<'_>, writer_idle: bool) -> Park {
+        let mut state = self.state.lock();
+        if state.phase == Phase::Killed {
+            return Park::Killed;
+        }
+        if writer_idle && !state.queued.is_empty() {
+            return Park::Output;
+        }
+        if std::mem::take(&mut state.input_woken) {
+            return Park::Input;
+        }
+        match &state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Park::Wait
     }
 
     /// Whether frames are still accepted, and the text frames and bytes queued now.
@@ -229,11 +268,6 @@ impl Outbox {
             state.queued.texts.len(),
             state.queued_bytes,
         )
-    }
-
-    /// Registers the task's waker, to be woken by [`wake`](Self::wake) or anything queued.
-    pub(crate) fn register(&self, cx: &mut Context<'_>) {
-        register(&mut self.state.lock(), cx);
     }
 
     /// Whether frames are still accepted (no close started, not killed).
@@ -248,36 +282,6 @@ impl Outbox {
         let mut state = self.state.lock();
         state.input_woken = true;
         wake(state);
-    }
-
-    /// Whether input may be waiting: [`wake_for_input`](Self::wake_for_input) was called, or
-    /// a close started, since the last call. A task whose last read found nothing reads only
-    /// then, and skips its input on a wake-up that was only for output.
-    pub(crate) fn take_input_wake(&self) -> bool {
-        std::mem::take(&mut self.state.lock().input_woken)
-    }
-
-    /// Whether the connection was killed; if not, the task is woken when it is (or when
-    /// anything is queued), and at once if input came in after the task looked.
-    pub(crate) fn poll_killed(&self, cx: &mut Context<'_>) -> bool {
-        let mut state = self.state.lock();
-        if state.phase == Phase::Killed {
-            return true;
-        }
-        register(&mut state, cx);
-        if state.input_woken {
-            // Woken while it had no waker here: poll again rather than sleep on it.
-            cx.waker().wake_by_ref();
-        }
-        false
-    }
-}
-
-/// Remembers the task's waker.
-fn register(state: &mut State, cx: &mut Context<'_>) {
-    match &state.waker {
-        Some(waker) if waker.will_wake(cx.waker()) => {}
-        _ => state.waker = Some(cx.waker().clone()),
     }
 }
 
@@ -318,7 +322,7 @@ impl Transport for Outbox {
 }
 
 /// The waker of the connection task's reads: what wakes it for input is told apart from what
-/// wakes it for output (see [`Outbox::take_input_wake`]).
+/// wakes it for output (see [`Taken::input`]).
 impl Wake for Outbox {
     fn wake(self: Arc<Self>) {
         self.wake_for_input();
@@ -361,24 +365,23 @@ mod tests {
     }
 
     /// Takes what is queued, as the connection's task does.
-    fn take(outbox: &Outbox) -> Poll<Taken> {
-        outbox.poll_take(
-            &mut Context::from_waker(Waker::noop()),
-            &mut VecDeque::new(),
-        )
+    fn take(outbox: &Outbox) -> Result<Taken, Killed> {
+        outbox.take(&mut VecDeque::new())
     }
 
     /// Takes the queued batch and returns the lengths of its text frames.
     fn take_texts(outbox: &Outbox) -> Vec<usize> {
         match take(outbox) {
-            Poll::Ready(Taken::Batch(batch)) => batch.texts.iter().map(Bytes::len).collect(),
+            Ok(Taken {
+                batch: Some(batch), ..
+            }) => batch.texts.iter().map(Bytes::len).collect(),
             other => panic!("expected a batch, got {other:?}"),
         }
     }
 
     /// Asserts that the slow-consumer policy was applied to `outbox`.
     fn assert_slow_consumer(outbox: &Outbox) {
-        assert!(matches!(take(outbox), Poll::Ready(Taken::Killed)));
+        assert!(matches!(take(outbox), Err(Killed)));
         assert_eq!(outbox.push_text(frame(1)), Err(SendError::Closed));
         assert_eq!(outbox.finish(), (1008, "slow consumer".to_owned()));
     }
@@ -404,7 +407,10 @@ mod tests {
             assert_eq!(outbox.push_text(frame(30)), Ok(()));
             assert_eq!(take_texts(&outbox), [70, 30]);
         }
-        assert!(take(&outbox).is_pending(), "nothing left queued");
+        assert!(
+            matches!(take(&outbox), Ok(Taken { batch: None, .. })),
+            "nothing left queued"
+        );
         assert_eq!(outbox.push_text(frame(100)), Ok(()));
         assert_eq!(take_texts(&outbox), [100]);
     }
@@ -430,5 +436,66 @@ mod tests {
         assert_eq!(outbox.push_text(frame(1)), Ok(()));
         assert_eq!(outbox.push_text(frame(1)), Err(SendError::SlowConsumer));
         assert_slow_consumer(&outbox);
+    }
+
+    /// Counts the wake-ups of the task it stands for.
+    #[derive(Default)]
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl CountingWaker {
+        fn count(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_task_is_woken_only_once_parked_and_what_came_before_is_found_by_park() {
+        let outbox = Outbox::new(1024, 1 << 20);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+
+        // While the task runs (never parked yet), pushes and input do not wake it: its last
+        // look finds them, in order: output first, then input, then nothing.
+        assert_eq!(outbox.push_text(frame(1)), Ok(()));
+        outbox.wake_for_input();
+        assert_eq!(
+            outbox.park(&mut cx, false),
+            Park::Input,
+            "the writer is busy"
+        );
+        assert_eq!(outbox.park(&mut cx, true), Park::Output);
+        assert_eq!(take_texts(&outbox), [1]);
+        assert_eq!(outbox.park(&mut cx, true), Park::Wait);
+        assert_eq!(counter.count(), 0);
+
+        // Parked: the first push wakes it, once; what follows before it runs again does not.
+        assert_eq!(outbox.push_text(frame(2)), Ok(()));
+        assert_eq!(outbox.push_text(frame(3)), Ok(()));
+        outbox.wake_for_input();
+        assert_eq!(counter.count(), 1);
+        let taken = take(&outbox).expect("not killed");
+        assert!(taken.input, "the input wake-up is reported with the take");
+        assert_eq!(taken.batch.map(|b| b.texts.len()), Some(2));
+        assert_eq!(outbox.park(&mut cx, true), Park::Wait);
+
+        // Input and a kill wake a parked task too.
+        outbox.wake_for_input();
+        assert_eq!(counter.count(), 2);
+        assert_eq!(outbox.park(&mut cx, true), Park::Input);
+        assert_eq!(outbox.park(&mut cx, true), Park::Wait);
+        outbox.kill(ABNORMAL, "");
+        assert_eq!(counter.count(), 3);
+        assert_eq!(outbox.park(&mut cx, true), Park::Killed);
     }
 }

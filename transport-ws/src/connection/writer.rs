@@ -64,7 +64,7 @@ impl FrameWriter {
         self.written = 0;
     }
 
-    /// The emptied queue of the last batch, for [`Outbox::poll_take`](super::outbox::Outbox::poll_take)
+    /// The emptied queue of the last batch, for [`Outbox::take`](super::outbox::Outbox::take)
     /// (only called when idle).
     pub(crate) fn spare(&mut self) -> &mut VecDeque<Bytes> {
         debug_assert!(self.is_idle());
