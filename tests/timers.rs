@@ -4,10 +4,12 @@
 
 #![cfg(feature = "testing")]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crosswire::testing::{Closed, TestCluster};
-use crosswire::{close_codes, NodeBuilder, BACKGROUND_EVENT};
+use crosswire::{close_codes, system, NodeBuilder, BACKGROUND_EVENT};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -88,9 +90,46 @@ async fn a_client_that_stops_answering_pings_is_terminated_at_the_second_ping() 
             reason: "terminated".to_owned()
         }
     );
-    // Pinged at the first tick, found dead at the second.
-    assert_eq!(started.elapsed(), PING_INTERVAL * 2);
+    // Pinged at its slice's first tick, found dead at the next one, an interval later. The
+    // slices tick every sixteenth of the interval (see below).
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed > PING_INTERVAL && elapsed <= PING_INTERVAL * 2,
+        "{elapsed:?}"
+    );
+    assert_eq!(elapsed.as_nanos() % (PING_INTERVAL / 16).as_nanos(), 0);
     assert_eq!(cluster.node("a").metrics_snapshot().dead_connections, 1);
     alive.assert_no_push(PING_INTERVAL * 10).await;
     assert_eq!(alive.request("say", &json!("here")).await["echo"], "here");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_are_spread_over_the_interval_in_sixteen_slices() {
+    let cluster = demo().await;
+    let node = cluster.node("a");
+    let pongs = Arc::new(AtomicUsize::new(0));
+    let counted = pongs.clone();
+    node.on_system(system::Pong, move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {}
+    });
+    let mut clients = Vec::new();
+    for i in 0..32 {
+        let id = i.to_string();
+        clients.push(cluster.client("a").query("id", &id).connect().await);
+    }
+
+    // Looked at halfway between ticks: each tick pinged the 2 of the 32 connections in its
+    // slice (connection numbers modulo 16), and a full interval pinged each one once.
+    let tick = PING_INTERVAL / 16;
+    tokio::time::sleep(tick / 2).await;
+    let mut answered = Vec::new();
+    for _ in 0..16 {
+        tokio::time::sleep(tick).await;
+        answered.push(pongs.load(Ordering::SeqCst));
+    }
+    assert_eq!(answered, (1..=16).map(|k| 2 * k).collect::<Vec<_>>());
+    for client in &clients {
+        assert_eq!(client.close_status(), None);
+    }
 }

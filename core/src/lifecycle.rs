@@ -350,14 +350,28 @@ impl NodeInner {
     }
 }
 
-/// Every interval: terminate connections that did not answer the previous ping, ping the rest.
+/// The node's connections are pinged in this many slices (by connection number), one slice
+/// every `interval / PING_SLICES`: each connection once an interval, but never all at once.
+/// A node holding 17,000 connections would otherwise queue 17,000 pings and read as many pongs
+/// in one burst, and every push queued behind them would wait.
+const PING_SLICES: u32 = 16;
+
+/// Every interval, for each connection (in slices, see [`PING_SLICES`]): terminate it if it did
+/// not answer the previous ping, ping it if it did.
 pub(crate) async fn ping_loop(node: Weak<NodeInner>, interval: std::time::Duration) {
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let tick = interval / PING_SLICES;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for slice in (0..u64::from(PING_SLICES)).cycle() {
         ticker.tick().await;
         let Some(node) = node.upgrade() else { return };
-        let sockets: Vec<Socket> = node.connections.read().values().cloned().collect();
+        let sockets: Vec<Socket> = node
+            .connections
+            .read()
+            .iter()
+            .filter(|(conn_id, _)| *conn_id % u64::from(PING_SLICES) == slice)
+            .map(|(_, socket)| socket.clone())
+            .collect();
         for socket in sockets {
             if socket.take_alive() {
                 socket.transport().ping();
