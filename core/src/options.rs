@@ -242,7 +242,9 @@ impl NodeBuilder {
     }
 
     /// Interval between protocol ping frames; a client that did not answer the previous ping
-    /// is terminated. `None` disables pings.
+    /// is terminated. `None` disables pings. Each connection is pinged once an interval; the
+    /// node spreads its connections over the interval in 16 slices rather than pinging them
+    /// all at once.
     ///
     /// Default: 20 s.
     pub fn server_ping_interval(mut self, interval: Option<Duration>) -> Self {
