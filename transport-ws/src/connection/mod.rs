@@ -100,12 +100,16 @@ pub(crate) fn spawn<IO>(
         // the span is enabled: a poll then does not touch the socket at all.
         let mut traced: Option<Socket> = None;
         poll_fn(|cx| {
-            if connection.registration.is_some() {
-                match connection.poll_registration(cx) {
-                    Poll::Ready(Some(socket)) => {
-                        traced = (!socket.span().is_disabled()).then_some(socket);
+            // Reading waits for the connection handlers (the registration); writing does not.
+            if let Some(registration) = connection.registration.as_mut() {
+                match Pin::new(registration).poll(cx) {
+                    Poll::Ready(Ok(guard)) => {
+                        let socket = guard.socket();
+                        traced = (!socket.span().is_disabled()).then(|| socket.clone());
+                        connection.registration = None;
+                        connection.guard = Some(guard);
                     }
-                    Poll::Ready(None) => return Poll::Ready(()), // the runtime is shutting down
+                    Poll::Ready(Err(_)) => return Poll::Ready(()), // the runtime is shutting down
                     Poll::Pending => {}
                 }
             }
@@ -185,27 +189,8 @@ enum Step {
 }
 
 impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
-    /// Polls the registration (the connection handlers); once they have run, returns the
-    /// registered socket, or `None` if the registration task was lost (the runtime is shutting
-    /// down). Called until it is ready, before [`poll_run`](Self::poll_run).
-    fn poll_registration(&mut self, cx: &mut Context<'_>) -> Poll<Option<Socket>> {
-        let Some(registration) = self.registration.as_mut() else {
-            return Poll::Ready(self.guard.as_ref().map(|g| g.socket().clone()));
-        };
-        match Pin::new(registration).poll(cx) {
-            Poll::Ready(Ok(guard)) => {
-                let socket = guard.socket().clone();
-                self.registration = None;
-                self.guard = Some(guard);
-                Poll::Ready(Some(socket))
-            }
-            Poll::Ready(Err(_)) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
     /// Drives the connection; `Ready` when it is over. Reading waits for the registration
-    /// ([`poll_registration`](Self::poll_registration)); writing does not.
+    /// (`guard` is set once the connection handlers have run); writing does not.
     ///
     /// The task goes round until [`Outbox::park`] finds nothing left to do and registers its
     /// waker. Until then a push does not wake it, so a reply queued by its own reader is written
