@@ -40,23 +40,32 @@ where
         .await
         .expect("bind a loopback port");
     let addr = listener.local_addr().expect("local addr");
-    let route = Arc::new(route);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let route = route.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request| {
-                    let response = route(request);
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades()
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(serve_on(listener, route, |stream| stream));
     addr
+}
+
+/// Serves `route` with hyper 1 on the connections of `listener`, each stream wrapped by `wrap`
+/// (the application's own I/O layer), upgrades enabled.
+async fn serve_on<F, W, IO>(listener: TcpListener, route: F, wrap: W)
+where
+    F: Fn(Request<Incoming>) -> Response<AppBody> + Send + Sync + 'static,
+    W: Fn(TcpStream) -> IO,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let route = Arc::new(route);
+    while let Ok((stream, _)) = listener.accept().await {
+        let route = route.clone();
+        let service = service_fn(move |request| {
+            let response = route(request);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = http1::Builder::new()
+            .serve_connection(TokioIo::new(wrap(stream)), service)
+            .with_upgrades();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<AppBody> {
@@ -286,25 +295,12 @@ async fn a_connection_busy_reading_does_not_hold_a_one_thread_server() {
         runtime.block_on(async move {
             let node = Node::builder().build().await.expect("node builds");
             crosswire::demo::install(&node);
-            let acceptor = Arc::new(WsAcceptor::new(node, WsConfig::default()));
+            let acceptor = WsAcceptor::new(node, WsConfig::default());
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let _ = addr_tx.send(listener.local_addr().expect("local addr"));
-            let accept_loop = async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let acceptor = acceptor.clone();
-                    let service = service_fn(move |request| {
-                        let response = acceptor.accept(request);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    tokio::spawn(
-                        http1::Builder::new()
-                            .serve_connection(TokioIo::new(OneByteReads(stream)), service)
-                            .with_upgrades(),
-                    );
-                }
-            };
+            let route = move |request| acceptor.accept(request).map(Either::Right);
             tokio::select! {
-                _ = accept_loop => {}
+                _ = serve_on(listener, route, OneByteReads) => {}
                 _ = stop_rx => {}
             }
         });
