@@ -1,6 +1,12 @@
 //! `fanout`: many clients; one client at a time asks the server to `broadcast` to everyone,
 //! then to push `toRoom` to one of several rooms. Deliveries per server CPU-second is the
 //! figure.
+//!
+//! With several server kinds, every kind is started and connected first, and the steps are
+//! interleaved: each step runs on every kind back to back before the next step, the kind that
+//! goes first rotating from step to step. Two kinds' figures for one step are then taken
+//! seconds apart, not minutes, so a change in the machine's load between them (these machines
+//! are shared) weighs on both alike.
 
 use std::time::Duration;
 
@@ -13,99 +19,140 @@ use super::Options;
 
 const SCENARIO: &str = "fanout";
 
-/// Runs every fanout step against a fresh server of `kind`.
+/// A server under test and its clients.
+struct Subject {
+    server: ServerProcess,
+    pool: Pool,
+}
+
+/// One measured step.
+#[derive(Debug, Clone, Copy)]
+enum FanoutStep {
+    /// `broadcast` at this many per second.
+    Broadcast(f64),
+    /// `toRoom` at this many per second.
+    ToRoom(f64),
+}
+
+/// Runs every fanout step against a fresh server of each of `kinds`, interleaved (see the
+/// module doc); rows are emitted in the order of `kinds`, step by step.
 pub(super) async fn run(
-    kind: ServerKind,
+    kinds: &[ServerKind],
     opts: &Options,
     out: &mut Reporter,
 ) -> Result<(), String> {
     let n = opts.fanout_clients;
-    crate::load::limits::check_sockets(n as u64)?;
-    let mut server = super::spawn(kind, opts).await?;
-    let (pool, connected) = Pool::connect(&[server.addr], n, &opts.pool).await;
-    if connected.connected < n {
-        let error = connected.first_error.unwrap_or_default();
-        super::stop(server, &pool).await;
-        return Err(format!(
-            "only {} of {n} clients connected: {error}",
-            connected.connected
-        ));
+    crate::load::limits::check_sockets((n * kinds.len()) as u64)?;
+    let mut subjects = Vec::with_capacity(kinds.len());
+    let mut result = Ok(());
+    for &kind in kinds {
+        match super::spawn(kind, opts).await {
+            Ok(server) => {
+                let (pool, connected) = super::connect(&[server.addr], n, opts, kind).await;
+                subjects.push(Subject { server, pool });
+                result = connected;
+            }
+            Err(error) => result = Err(error),
+        }
+        if result.is_err() {
+            break;
+        }
     }
-    eprintln!(
-        "{}: {n} clients connected in {:.2} s",
-        kind.name(),
-        connected.elapsed.as_secs_f64()
-    );
-    let result = steps(&mut server, &pool, opts, out).await;
-    super::stop(server, &pool).await;
+    if result.is_ok() {
+        result = steps(&mut subjects, opts, out).await;
+    }
+    for subject in subjects {
+        super::stop(subject.server, &subject.pool).await;
+    }
     result
 }
 
-async fn steps(
-    server: &mut ServerProcess,
-    pool: &Pool,
-    opts: &Options,
-    out: &mut Reporter,
-) -> Result<(), String> {
+async fn steps(subjects: &mut [Subject], opts: &Options, out: &mut Reporter) -> Result<(), String> {
     if !opts.warm_up.is_zero() {
         // Every server kind alike: the row is checked (nothing lost) but not reported.
         let warm = Options {
             duration: opts.warm_up,
             ..opts.clone()
         };
-        let row = broadcast(server, pool, &warm, 10.0).await?;
-        if row.lost + row.duplicated + row.misdelivered > 0 {
-            return Err(format!(
-                "the warm-up broadcast lost {}, duplicated {}, misdelivered {}",
-                row.lost, row.duplicated, row.misdelivered
-            ));
+        for subject in subjects.iter_mut() {
+            let row = broadcast(subject, &warm, 10.0).await?;
+            if row.lost + row.duplicated + row.misdelivered > 0 {
+                return Err(format!(
+                    "the warm-up broadcast on {} lost {}, duplicated {}, misdelivered {}",
+                    subject.server.kind.name(),
+                    row.lost,
+                    row.duplicated,
+                    row.misdelivered
+                ));
+            }
         }
     }
-    for &rate in &opts.broadcast_rates {
-        out.emit(broadcast(server, pool, opts, rate).await?);
-    }
-    if opts.room_rates.is_empty() {
-        return Ok(());
-    }
-    let (n, rooms) = (pool.len(), opts.rooms.max(1));
-    join_rooms(pool, rooms).await?;
-    for &rate in &opts.room_rates {
-        let step = Paced {
-            scenario: SCENARIO,
-            label: format!("toRoom@{rate}"),
-            rate,
-            audience: Audience::Group { groups: rooms },
-        };
-        let row = paced::run(server, pool, opts, step, |seq, token| {
-            let room = seq % rooms as u64;
-            let text = format!(
-                r#"{{"event":"command","payload":{{"action":"toRoom","roomId":"room{room}","msg":"{token}"}},"callbackId":"c{seq}"}}"#
-            );
-            ((seq % n as u64) as usize, text)
-        })
-        .await?;
-        let mut row = row;
-        row.set("rooms", rooms);
-        out.emit(row);
+    let plan = opts
+        .broadcast_rates
+        .iter()
+        .map(|&rate| FanoutStep::Broadcast(rate))
+        .chain(opts.room_rates.iter().map(|&rate| FanoutStep::ToRoom(rate)));
+    let rooms = opts.rooms.max(1);
+    let mut joined = false;
+    for (i, step) in plan.enumerate() {
+        if matches!(step, FanoutStep::ToRoom(_)) && !joined {
+            for subject in subjects.iter() {
+                join_rooms(&subject.pool, rooms).await?;
+            }
+            joined = true;
+        }
+        let mut rows: Vec<Option<Step>> = subjects.iter().map(|_| None).collect();
+        for k in 0..subjects.len() {
+            let j = (i + k) % subjects.len();
+            let subject = &mut subjects[j];
+            rows[j] = Some(match step {
+                FanoutStep::Broadcast(rate) => broadcast(subject, opts, rate).await?,
+                FanoutStep::ToRoom(rate) => to_room(subject, opts, rate, rooms).await?,
+            });
+        }
+        for row in rows.into_iter().flatten() {
+            out.emit(row);
+        }
     }
     Ok(())
 }
 
-/// One `broadcast` step at `rate` per second.
-async fn broadcast(
-    server: &mut ServerProcess,
-    pool: &Pool,
+/// One `toRoom` step at `rate` per second, to `rooms` rooms in turn.
+async fn to_room(
+    subject: &mut Subject,
     opts: &Options,
     rate: f64,
+    rooms: usize,
 ) -> Result<Step, String> {
-    let n = pool.len();
+    let n = subject.pool.len();
+    let step = Paced {
+        scenario: SCENARIO,
+        label: format!("toRoom@{rate}"),
+        rate,
+        audience: Audience::Group { groups: rooms },
+    };
+    let mut row = paced::run(&mut subject.server, &subject.pool, opts, step, |seq, token| {
+        let room = seq % rooms as u64;
+        let text = format!(
+            r#"{{"event":"command","payload":{{"action":"toRoom","roomId":"room{room}","msg":"{token}"}},"callbackId":"c{seq}"}}"#
+        );
+        ((seq % n as u64) as usize, text)
+    })
+    .await?;
+    row.set("rooms", rooms);
+    Ok(row)
+}
+
+/// One `broadcast` step at `rate` per second.
+async fn broadcast(subject: &mut Subject, opts: &Options, rate: f64) -> Result<Step, String> {
+    let n = subject.pool.len();
     let step = Paced {
         scenario: SCENARIO,
         label: format!("broadcast@{rate}"),
         rate,
         audience: Audience::All,
     };
-    paced::run(server, pool, opts, step, |seq, token| {
+    paced::run(&mut subject.server, &subject.pool, opts, step, |seq, token| {
         let text = format!(
             r#"{{"event":"command","payload":{{"action":"broadcast","msg":"{token}"}},"callbackId":"c{seq}"}}"#
         );

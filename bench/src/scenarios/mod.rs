@@ -1,5 +1,6 @@
 //! The scenarios. Each runs the same load against every selected server kind (baseline
-//! first, each in a fresh server process), prints a table on stderr and one JSON line per
+//! first, each in a fresh server process; `fanout` runs them side by side, its steps
+//! interleaved), prints a table on stderr and one JSON line per
 //! step on stdout, crosswire rows carrying their ratio to the baseline row of the same run.
 
 mod cluster;
@@ -62,10 +63,17 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
     };
     for name in names {
         reporter.header(name);
+        if name == "fanout" {
+            // Every kind at once, the steps interleaved (see `fanout`).
+            if let Err(error) = fanout::run(&opts.servers, opts, &mut reporter).await {
+                eprintln!("{name}: {error}");
+            }
+            reporter.compare(name);
+            continue;
+        }
         for &kind in &opts.servers {
             let result = match name {
                 "connect" => connect::run(kind, opts, &mut reporter).await,
-                "fanout" => fanout::run(kind, opts, &mut reporter).await,
                 "rpc" => rpc::run(kind, opts, &mut reporter).await,
                 "unicast" => unicast::run(kind, opts, &mut reporter).await,
                 "cross-node" => cross_node::run(kind, opts, &mut reporter).await,
