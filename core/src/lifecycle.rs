@@ -327,8 +327,8 @@ impl Node {
         self.inner.connections.read().values().cloned().collect()
     }
 
-    /// Calls `f` on every open connection of this node (under the connections' read lock: `f`
-    /// must not block); returns the sum of what it returned.
+    /// Calls `f` on every open connection of this node, in the order they connected (under the
+    /// connections' read lock: `f` must not block); returns the sum of what it returned.
     pub(crate) fn for_each_connection(&self, mut f: impl FnMut(&Socket) -> usize) -> usize {
         self.inner.connections.read().values().map(&mut f).sum()
     }
@@ -380,5 +380,53 @@ pub(crate) async fn ping_loop(node: Weak<NodeInner>, interval: std::time::Durati
                 socket.transport().terminate();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use parking_lot::Mutex;
+
+    use crate::{Node, RequestInfo, SendError, Transport};
+
+    /// Records which connection (its index in connecting order) each frame was queued on.
+    struct Recorder {
+        index: usize,
+        order: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Transport for Recorder {
+        fn send(&self, _: Bytes) -> Result<(), SendError> {
+            self.order.lock().push(self.index);
+            Ok(())
+        }
+        fn ping(&self) {}
+        fn close(&self, _: u16, _: &str) {}
+        fn terminate(&self) {}
+    }
+
+    #[tokio::test]
+    async fn a_push_to_everyone_reaches_the_connections_in_the_order_they_connected() {
+        let node = Node::builder().build().await.expect("node");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut connections = Vec::new();
+        for index in 0..200 {
+            let transport = Arc::new(Recorder {
+                index,
+                order: order.clone(),
+            });
+            connections.push(node.connect(RequestInfo::default(), transport).await);
+        }
+        // Leaving connections free numbers in the middle; the rest keep their order.
+        for connection in connections.drain(50..60) {
+            connection.finish(1000, "bye").await;
+        }
+        let delivery = node.broadcast().emit("news", &"hello").await.expect("emit");
+        assert_eq!(delivery.local, 190);
+        let expected: Vec<usize> = (0..50).chain(60..200).collect();
+        assert_eq!(*order.lock(), expected);
     }
 }
