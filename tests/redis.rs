@@ -325,15 +325,16 @@ async fn redis_down_at_startup_then_recovers() {
     assert_eq!(broker_a.healthy_count(ConnectionKind::Publisher), 0);
     assert_eq!(broker_a.instance_count(), 1);
 
-    // The node's own announcements fail too; count from here.
+    // The node's own announcements fail too, and one may fail while this publish does: the
+    // counters grow by at least this one.
     let unavailable = broker_a.unavailable_publishes();
     let failures = a.metrics_snapshot().publish_failures;
     match a.publish("custom", "x").await {
         Err(Error::Broker(e)) => assert_eq!(e.kind(), BrokerErrorKind::Unavailable),
         other => panic!("publishing with Redis down must fail, got {other:?}"),
     }
-    assert_eq!(broker_a.unavailable_publishes(), unavailable + 1);
-    assert_eq!(a.metrics_snapshot().publish_failures, failures + 1);
+    assert!(broker_a.unavailable_publishes() > unavailable);
+    assert!(a.metrics_snapshot().publish_failures > failures);
 
     redis.restart().await;
     for (events, broker) in [(&mut events_a, &broker_a), (&mut events_b, &broker_b)] {
