@@ -67,8 +67,8 @@ pub(crate) struct NodeInner {
     pub(crate) heartbeat_frame: Bytes,
     /// This node's open connections by connection number. Ordered, so that a push to everyone
     /// reaches them in the order they connected: their tasks, outboxes and kernel sockets were
-    /// allocated in that order, and visiting them in it (not in a hash map's order) saved 7–10 %
-    /// of the server's CPU per delivery of a broadcast to 2,000 clients (BENCHMARKS.md).
+    /// allocated in that order, and visiting them in it (not in a hash map's order) saved 7–9 % of
+    /// the server's CPU per delivery of a broadcast to 2,000 clients (BENCHMARKS.md).
     pub(crate) connections: RwLock<BTreeMap<u64, Socket>>,
     pub(crate) state: RwLock<State>,
     pub(crate) custom_channels: RwLock<HashSet<String>>,

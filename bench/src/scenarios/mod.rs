@@ -1,7 +1,7 @@
 //! The scenarios. Each runs the same load against every selected server kind (baseline
 //! first, each in a fresh server process; `fanout` runs them side by side, its steps
-//! interleaved), prints a table on stderr and one JSON line per
-//! step on stdout, crosswire rows carrying their ratio to the baseline row of the same run.
+//! interleaved), prints a table on stderr and one JSON line per step on stdout, crosswire rows
+//! carrying their ratio to the baseline row of the same run.
 
 mod cluster;
 mod cluster_fanout;
