@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use support::client::{Received, TestClient, QUIET};
-use support::WAIT;
+use support::{eventually, WAIT};
 
 // ----- shared helpers --------------------------------------------------------------------
 
@@ -108,22 +108,7 @@ fn find<'a>(nodes: &'a [TestNode], name: &str) -> &'a TestNode {
         .unwrap_or_else(|| panic!("no node {name}"))
 }
 
-/// Polls `check` until it passes; panics with its last complaint after [`WAIT`]. Only for
-/// state that changes by itself (announcements); never a fixed sleep.
-async fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(why) if Instant::now() >= deadline => {
-                panic!("{what}: not reached within {WAIT:?}: {why}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
-/// [`eventually`] for an async check.
+/// [`eventually`](support::eventually) for an async check.
 async fn eventually_async<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

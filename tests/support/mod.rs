@@ -25,6 +25,22 @@ use std::time::Duration;
 /// How long a test waits for an event before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Polls `check` every 10 ms until it passes; panics with its last complaint after [`WAIT`].
+/// Only for state that changes by itself (announcements, background publishes), where there is
+/// no event to await; never a fixed sleep.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not reached within {WAIT:?}: {why}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 /// A port nobody listens on right now, for a server process a test starts.
 ///
 /// Chosen below Linux's ephemeral range (32768–60999), from which the kernel picks the local
