@@ -56,6 +56,7 @@ impl Cluster {
             spec.sndbuf = opts.server_sndbuf;
             spec.rate_limit = opts.server_rate_limit;
             spec.prometheus = opts.server_prometheus;
+            spec.ping_interval_secs = opts.server_ping_secs;
             configure(&mut spec);
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),

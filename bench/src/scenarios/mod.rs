@@ -98,6 +98,7 @@ async fn spawn(kind: ServerKind, opts: &Options) -> Result<ServerProcess, String
     spec.sndbuf = opts.server_sndbuf;
     spec.rate_limit = opts.server_rate_limit;
     spec.prometheus = opts.server_prometheus;
+    spec.ping_interval_secs = opts.server_ping_secs;
     ServerProcess::spawn(&spec).await
 }
 

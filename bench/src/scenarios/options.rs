@@ -204,6 +204,10 @@ pub(crate) struct Cli {
     /// before it is built and renders a scrape every second, with no HTTP listener
     #[arg(long)]
     server_prometheus: bool,
+    /// Protocol ping interval of crosswire and the baseline (floor never pings): each connection
+    /// is pinged once an interval; seconds, 0 = no pings; every scenario but soak (--soak-ping)
+    #[arg(long, value_name = "S", default_value_t = 30)]
+    server_ping: u64,
     /// Generator worker threads, 0 = one per core
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub(crate) gen_threads: usize,
@@ -427,6 +431,7 @@ impl Cli {
             server_threads: self.server_threads,
             server_rate_limit: self.server_rate_limit.0,
             server_prometheus: self.server_prometheus,
+            server_ping_secs: self.server_ping,
             cpu_limit: self.cpu_limit,
             soak: SoakOptions {
                 clients: self.soak_clients,
@@ -530,6 +535,9 @@ pub(crate) struct Options {
     pub(crate) server_rate_limit: Option<u32>,
     /// Every crosswire node installs the Prometheus recorder and renders a scrape every second.
     pub(crate) server_prometheus: bool,
+    /// Protocol ping interval of crosswire and the baseline in seconds, 0 = no pings (every
+    /// scenario but `soak`).
+    pub(crate) server_ping_secs: u64,
     /// Generator CPU, in cores, above which a step is marked saturated.
     pub(crate) cpu_limit: f64,
     /// `soak` settings.

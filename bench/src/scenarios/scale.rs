@@ -112,6 +112,7 @@ impl Servers {
         for _ in 0..opts.scale.nodes {
             let mut spec = ServerSpec::single(kind);
             spec.threads = opts.server_threads;
+            spec.ping_interval_secs = opts.server_ping_secs;
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),
                 Err(error) => {

@@ -162,7 +162,8 @@ pub struct ServerSpec {
     pub nats: Option<String>,
     /// Tokio worker threads of the server; 0 = one per core.
     pub threads: usize,
-    /// Server-initiated protocol ping interval in seconds; 0 = off. Crosswire only.
+    /// Server-initiated protocol ping interval in seconds; 0 = off. Crosswire and the baseline
+    /// (floor never pings).
     pub ping_interval_secs: u64,
     /// Per-connection outbound queue, in frames.
     pub outbound_queue: usize,

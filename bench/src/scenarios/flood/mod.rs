@@ -49,6 +49,7 @@ pub(super) async fn run(
     spec.sndbuf = opts.server_sndbuf;
     spec.stall_timeout_secs = f.stall_timeout;
     spec.rate_limit = f.rate_limit;
+    spec.ping_interval_secs = opts.server_ping_secs;
     let mut server = ServerProcess::spawn(&spec).await?;
     let (pool, connected) = super::connect(&[server.addr], f.clients, opts, kind).await;
     let result = match connected {
