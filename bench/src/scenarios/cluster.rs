@@ -46,17 +46,12 @@ impl Cluster {
         let process = BrokerProcess::start(broker).await?;
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
-            let mut spec = ServerSpec::single(ServerKind::Crosswire);
+            let mut spec = super::server_spec(ServerKind::Crosswire, opts);
             spec.name = (*name).to_owned();
             match broker {
                 Broker::Redis => spec.redis = vec![process.url()],
                 Broker::Nats => spec.nats = Some(process.url()),
             }
-            spec.threads = opts.server_threads;
-            spec.sndbuf = opts.server_sndbuf;
-            spec.rate_limit = opts.server_rate_limit;
-            spec.prometheus = opts.server_prometheus;
-            spec.ping_interval_secs = opts.server_ping_secs;
             configure(&mut spec);
             match ServerProcess::spawn(&spec).await {
                 Ok(node) => nodes.push(node),

@@ -93,13 +93,18 @@ pub(crate) async fn run(name: &str, opts: &Options) -> Result<(), String> {
 
 /// Starts a fresh server of `kind` for a scenario.
 async fn spawn(kind: ServerKind, opts: &Options) -> Result<ServerProcess, String> {
+    ServerProcess::spawn(&server_spec(kind, opts)).await
+}
+
+/// A single server of `kind` with the command line's `--server-*` settings.
+fn server_spec(kind: ServerKind, opts: &Options) -> ServerSpec {
     let mut spec = ServerSpec::single(kind);
     spec.threads = opts.server_threads;
     spec.sndbuf = opts.server_sndbuf;
     spec.rate_limit = opts.server_rate_limit;
     spec.prometheus = opts.server_prometheus;
     spec.ping_interval_secs = opts.server_ping_secs;
-    ServerProcess::spawn(&spec).await
+    spec
 }
 
 /// Connects `n` clients, client i to `addrs[i % addrs.len()]`; the result is an error
