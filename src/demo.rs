@@ -111,9 +111,18 @@ pub fn install(node: &Node) {
     });
 
     node.on("say", |ev| async move {
+        // The payload is echoed as it came, without decoding it.
+        #[derive(serde::Serialize)]
+        struct Say<'a> {
+            msg: &'static str,
+            echo: &'a crate::Payload,
+        }
         reply(
             &ev,
-            json!({ "msg": "I am a callback for your say event", "echo": ev.value() }),
+            &Say {
+                msg: "I am a callback for your say event",
+                echo: ev.payload(),
+            },
         );
     });
 }
@@ -219,7 +228,7 @@ fn id_field(data: &Value, field: &str) -> Option<String> {
     id_value(&data[field])
 }
 
-fn reply(ev: &ClientEvent, value: Value) {
+fn reply<T: serde::Serialize>(ev: &ClientEvent, value: T) {
     if ev.wants_reply() {
         if let Err(error) = ev.reply(&value) {
             tracing::debug!(%error, "demo: reply not sent");

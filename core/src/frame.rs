@@ -60,6 +60,36 @@ impl Payload {
     }
 }
 
+/// Serializes as the JSON value it holds, unchanged: a handler can put a payload into its
+/// reply or forward it without decoding it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use crosswire_core::Payload;
+///
+/// #[derive(serde::Serialize)]
+/// struct Echo<'a> {
+///     msg: &'static str,
+///     echo: &'a Payload,
+/// }
+///
+/// let node = crosswire_core::Node::builder().build().await?;
+/// node.on("say", |ev| async move {
+///     ev.reply(&Echo { msg: "got it", echo: ev.payload() })
+/// });
+/// let payload = Payload::encode(&[1, 2])?;
+/// let reply = serde_json::to_string(&Echo { msg: "got it", echo: &payload })?;
+/// assert_eq!(reply, r#"{"msg":"got it","echo":[1,2]}"#);
+/// # Ok(()) }
+/// ```
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Valid JSON by construction; validating it again is a scan, with no allocation.
+        let raw: &RawValue = serde_json::from_slice(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
 impl std::fmt::Debug for Payload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&String::from_utf8_lossy(&self.0))
@@ -96,12 +126,22 @@ pub(crate) enum Incoming<'a> {
 
 #[derive(Deserialize)]
 struct RawFrame<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     event: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "callbackId")]
     callback_id: Option<&'a RawValue>,
+}
+
+/// An optional string that borrows from the frame unless it has escapes. (Serde borrows a bare
+/// `Cow<str>` field marked `borrow`, but always copies one inside an `Option`.)
+fn borrowed_str<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'de>>::deserialize(deserializer)?.map(|b| b.0))
 }
 
 /// Parses a frame's JSON object into `T`, telling text that is not JSON from JSON that is not
@@ -168,11 +208,16 @@ pub enum ServerFrame<'a> {
 
 #[derive(Deserialize)]
 struct RawServerFrame<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     event: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "callbackId")]
+    #[serde(
+        borrow,
+        default,
+        rename = "callbackId",
+        deserialize_with = "borrowed_str"
+    )]
     callback_id: Option<Cow<'a, str>>,
 }
 
@@ -336,5 +381,34 @@ mod tests {
         assert_eq!(&push[..], br#"{"event":"say","payload":{"msg":"hi"}}"#);
         let reply = encode_reply("c1", &serde_json::json!(1)).unwrap();
         assert_eq!(&reply[..], br#"{"callbackId":"c1","payload":1}"#);
+    }
+
+    #[test]
+    fn names_borrow_from_the_frame_unless_escaped() {
+        let Ok(Incoming::Event { event, .. }) = parse(r#"{"event":"say"}"#, "") else {
+            panic!("valid frame")
+        };
+        assert!(matches!(event, Cow::Borrowed("say")));
+        let Ok(Incoming::Event { event, .. }) = parse(r#"{"event":"s\u00e9"}"#, "") else {
+            panic!("valid frame")
+        };
+        assert_eq!(event, "sé");
+        let frame = r#"{"callbackId":"c1","payload":1}"#;
+        let Ok(ServerFrame::Reply { callback_id, .. }) = parse_server_frame(frame, "") else {
+            panic!("valid reply")
+        };
+        assert!(matches!(callback_id, Cow::Borrowed("c1")));
+    }
+
+    #[test]
+    fn a_payload_serializes_as_the_json_it_holds() {
+        let frame = r#"{"event":"e","payload":{"b" : [1.50, "\u00e9"], "a":null}}"#;
+        let Ok(Incoming::Event { payload, .. }) = parse(frame, "") else {
+            panic!("valid frame")
+        };
+        let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
+        let reply = encode_reply("1", &payload).unwrap();
+        let expected = r#"{"callbackId":"1","payload":{"b" : [1.50, "\u00e9"], "a":null}}"#;
+        assert_eq!(std::str::from_utf8(&reply).unwrap(), expected);
     }
 }
