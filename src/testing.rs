@@ -393,7 +393,9 @@ impl TestClient {
 
     /// Sends one text message exactly as given (for malformed or hand-made frames).
     pub fn send_text(&self, text: &str) {
-        self.send_bytes(text.as_bytes());
+        if let Some(connection) = self.connection.lock().as_ref() {
+            connection.text(text);
+        }
     }
 
     /// Sends event `event` with `payload`, without asking for a reply.
@@ -402,13 +404,12 @@ impl TestClient {
     /// When `payload` cannot be encoded as JSON.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, payload: &T) {
         let frame = encode_client_event(event, payload, None).expect("a JSON payload");
-        self.send_bytes(&frame);
+        self.send_frame(&frame);
     }
 
-    fn send_bytes(&self, frame: &[u8]) {
-        if let Some(connection) = self.connection.lock().as_ref() {
-            connection.text(frame);
-        }
+    /// Sends a frame made by `encode_client_event` (JSON, so UTF-8).
+    fn send_frame(&self, frame: &[u8]) {
+        self.send_text(std::str::from_utf8(frame).expect("JSON is UTF-8"));
     }
 
     /// Sends event `event` as a request and returns the reply.
@@ -438,7 +439,7 @@ impl TestClient {
         let callback_id = format!("test-{}", self.next_callback);
         let frame =
             encode_client_event(event, payload, Some(&callback_id)).expect("a JSON payload");
-        self.send_bytes(&frame);
+        self.send_frame(&frame);
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(reply) = self.replies.remove(&callback_id) {

@@ -79,10 +79,16 @@ impl Connection {
         self.node.ready_for_input(&self.socket)
     }
 
-    /// Handles one message from the client: heartbeat, protocol events, application events.
-    /// Malformed frames are counted and dropped.
-    pub fn text(&self, message: &[u8]) {
+    /// Handles one text message from the client: heartbeat, protocol events, application
+    /// events. Malformed frames are counted and dropped.
+    pub fn text(&self, message: &str) {
         self.node.handle_text(&self.socket, message);
+    }
+
+    /// Handles a binary message from the client as the same JSON protocol as
+    /// [`text`](Self::text); one that is not UTF-8 is counted malformed and dropped.
+    pub fn binary(&self, message: &[u8]) {
+        self.node.handle_binary(&self.socket, message);
     }
 
     /// Records a protocol pong from the client.

@@ -1,12 +1,12 @@
 //! What handlers receive: client events, cross-server events and system events.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

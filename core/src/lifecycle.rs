@@ -146,14 +146,21 @@ impl Node {
         socket.handlers_in_flight() < self.inner.options.connection.handlers_in_flight
     }
 
+    /// See [`Connection::binary`].
+    pub(crate) fn handle_binary(&self, socket: &Socket, message: &[u8]) {
+        match std::str::from_utf8(message) {
+            Ok(text) => self.handle_text(socket, text),
+            Err(_) => {
+                self.inner.metrics.count_client_message(message.len());
+                Metrics::add(&self.inner.metrics.malformed_frames);
+            }
+        }
+    }
+
     /// See [`Connection::text`].
-    pub(crate) fn handle_text(&self, socket: &Socket, text: &[u8]) {
+    pub(crate) fn handle_text(&self, socket: &Socket, text: &str) {
         self.inner.metrics.count_client_message(text.len());
         let _span = socket.span().enter();
-        let Ok(text) = std::str::from_utf8(text) else {
-            Metrics::add(&self.inner.metrics.malformed_frames);
-            return;
-        };
         if self.inner.system_has_message_listeners() {
             let event = MessageEvent {
                 socket: socket.clone(),
@@ -217,10 +224,10 @@ impl Node {
             Metrics::add(&self.inner.metrics.reserved_events);
             return;
         }
-        if !self.inner.client_listeners.has(event) {
+        let Some(event_name) = self.inner.client_listeners.shared_name(event) else {
             Metrics::add(&self.inner.metrics.unhandled_events);
             return;
-        }
+        };
         let reply = match callback_id {
             None => None,
             Some(callback_id) => {
@@ -243,13 +250,7 @@ impl Node {
             }
         };
         let payload = Payload::from_json_bytes(Bytes::copy_from_slice(payload.as_bytes()));
-        let ev = ClientEvent::new(
-            self.clone(),
-            socket.clone(),
-            Arc::from(event),
-            payload,
-            reply,
-        );
+        let ev = ClientEvent::new(self.clone(), socket.clone(), event_name, payload, reply);
         let handlers = self.inner.client_listeners.start(event, ev);
         for mut handler in handlers {
             if !poll_once(&mut handler) {

@@ -1,7 +1,6 @@
 //! Event listeners with `on` / `once` / `off` and tags, shared by client events, cross-server
 //! events and system events.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -10,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use foldhash::{HashMap, HashMapExt};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
@@ -192,14 +192,13 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         // The handler is called inside the future, so a listener's synchronous part runs when
         // its future is first polled: listeners run in registration order, each after the
         // previous one's first poll.
-        let handler = Arc::new(handler);
-        let registry = self.registry.clone();
-        let name: Arc<str> = Arc::from(event);
+        let listener = Arc::new((handler, self.registry.clone(), Arc::<str>::from(event)));
         let handler: Handler<A> = Arc::new(move |arg| {
-            let (handler, registry, name) = (handler.clone(), registry.clone(), name.clone());
+            let listener = listener.clone();
             Box::pin(async move {
+                let (handler, registry, name) = &*listener;
                 if let Some(error) = handler(arg).await.into_error() {
-                    registry.report(&name, &error);
+                    registry.report(name, &error);
                 }
             })
         });
@@ -242,6 +241,15 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         self.slots.read().contains_key(event)
     }
 
+    /// The registered name of `event` when a listener exists for it: shared, so that an
+    /// event's argument can name it without a copy of its own.
+    pub(crate) fn shared_name(&self, event: &str) -> Option<Arc<str>> {
+        self.slots
+            .read()
+            .get_key_value(event)
+            .map(|(name, _)| name.clone())
+    }
+
     /// Runs every listener of `event` with `arg` (see [`Listeners`]); returns how many ran.
     /// Must be called inside a Tokio runtime.
     pub fn emit(&self, event: &str, arg: A) -> usize {
@@ -259,17 +267,10 @@ impl<A: Clone + Send + 'static> Listeners<A> {
             None => Started::new(),
             // Making a handler's future runs none of its code, so it can be done under the
             // read lock, without copying the handler list first.
-            Some(slot) if !slot.has_once => slot
-                .entries
-                .iter()
-                .map(|e| (e.handler)(arg.clone()))
-                .collect(),
+            Some(slot) if !slot.has_once => call_each(slot.entries.iter().map(|e| &e.handler), arg),
             Some(_) => {
                 drop(slots);
-                self.take_with_once(event)
-                    .iter()
-                    .map(|handler| handler(arg.clone()))
-                    .collect()
+                call_each(self.take_with_once(event).iter(), arg)
             }
         }
     }
@@ -287,6 +288,24 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         }
         handlers
     }
+}
+
+/// Calls each handler with a clone of `arg`, the last one with `arg` itself (the usual single
+/// listener gets the argument without a copy).
+fn call_each<'h, A: Clone + 'static>(
+    handlers: impl Iterator<Item = &'h Handler<A>>,
+    arg: A,
+) -> Started {
+    let mut handlers = handlers.peekable();
+    let mut started = Started::new();
+    while let Some(handler) = handlers.next() {
+        if handlers.peek().is_none() {
+            started.push(handler(arg));
+            break;
+        }
+        started.push(handler(arg.clone()));
+    }
+    started
 }
 
 /// Runs a handler future: polled once right here, so its synchronous part runs in the order

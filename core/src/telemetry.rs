@@ -215,12 +215,14 @@ mod tests {
         let m = node.metrics_snapshot();
         assert_eq!((m.pushes, m.deliveries, m.delivered_bytes), (3, 5, 5 * len));
 
-        let message = br#"{"event":"nobody listens"}"#;
+        let message = r#"{"event":"nobody listens"}"#;
         clients[0].text(message);
-        clients[1].text(b"not json");
+        clients[1].text("not json");
+        clients[1].binary(&[0xFF, 0xFE, 0x00]);
         let m = node.metrics_snapshot();
-        assert_eq!(m.client_messages, 2);
-        assert_eq!(m.client_message_bytes, (message.len() + 8) as u64);
+        assert_eq!(m.client_messages, 3);
+        assert_eq!(m.client_message_bytes, (message.len() + 8 + 3) as u64);
+        assert_eq!(m.malformed_frames, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,7 +49,7 @@ pub enum End {
 impl From<Message<'_>> for Msg {
     fn from(message: Message<'_>) -> Self {
         match message {
-            Message::Text(text) => Msg::Text(text.to_vec()),
+            Message::Text(text) => Msg::Text(text.as_bytes().to_vec()),
             Message::Binary(bytes) => Msg::Binary(bytes.to_vec()),
             Message::Ping(payload) => Msg::Ping(payload.to_vec()),
             Message::Pong => Msg::Pong,

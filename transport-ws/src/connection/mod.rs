@@ -395,11 +395,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Connection<IO> {
             }
             match message {
                 Message::Text(text) => connection.text(text),
-                // The JSON protocol in a binary message: parsed like text (`text` checks its
-                // UTF-8 and counts it malformed if it is not).
+                // The JSON protocol in a binary message: parsed like text once its UTF-8 is
+                // checked (counted malformed if it is not).
                 Message::Binary(bytes) => {
                     connection.node().count(TransportCount::BinaryFrame);
-                    connection.text(bytes);
+                    connection.binary(bytes);
                 }
                 Message::Ping(payload) => outbox.push_pong(Bytes::copy_from_slice(payload)),
                 Message::Pong => connection.pong(),

@@ -28,8 +28,8 @@ const TOO_BIG: u16 = 1009;
 /// One complete message from the client.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Message<'a> {
-    /// A whole text message, valid UTF-8.
-    Text(&'a [u8]),
+    /// A whole text message.
+    Text(&'a str),
     /// A whole binary message: any bytes (no UTF-8 rule applies).
     Binary(&'a [u8]),
     /// A ping with its payload, to be answered with a pong.
@@ -379,10 +379,10 @@ impl FrameReader {
                 ));
             }
             0x1 if head.fin => {
-                if std::str::from_utf8(payload).is_err() {
+                let Ok(text) = std::str::from_utf8(payload) else {
                     return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
-                }
-                on_message(Message::Text(payload));
+                };
+                on_message(Message::Text(text));
             }
             0x1 => {
                 // Fail fast (RFC 6455 8.1): no later fragment can repair invalid UTF-8; only
@@ -426,11 +426,16 @@ impl FrameReader {
                 }
                 if head.fin {
                     let message = self.fragments.take().unwrap_or_default();
-                    on_message(if self.fragments_binary {
-                        Message::Binary(&message)
+                    if self.fragments_binary {
+                        on_message(Message::Binary(&message));
                     } else {
-                        Message::Text(&message)
-                    });
+                        // Checked piece by piece above; this whole-message check cannot fail
+                        // (and costs one scan, on the rare fragmented message only).
+                        let Ok(text) = std::str::from_utf8(&message) else {
+                            return Some(ReadEnd::Violation(INVALID_DATA, "invalid UTF-8"));
+                        };
+                        on_message(Message::Text(text));
+                    }
                 }
             }
             0x8 => {
@@ -607,7 +612,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut on_message = |m: Message<'_>| {
             seen.push(match m {
-                Message::Text(t) => Seen::Text(String::from_utf8_lossy(t).into_owned()),
+                Message::Text(t) => Seen::Text(t.to_owned()),
                 Message::Binary(b) => Seen::Binary(b.to_vec()),
                 Message::Ping(p) => Seen::Ping(p.to_vec()),
                 Message::Pong => Seen::Pong,
