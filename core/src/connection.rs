@@ -11,8 +11,8 @@ use crate::{close_codes, Node, Socket};
 /// One client connection registered with a node, as its transport drives it.
 ///
 /// Returned by [`Node::connect`] and [`Node::connect_bound`] after the
-/// [`system::Connection`](crate::system::Connection) handlers ran. A transport passes every message it reads to
-/// [`text`](Self::text) (pongs to [`pong`](Self::pong)), asks
+/// [`system::Connection`](crate::system::Connection) handlers ran. A transport passes every text message it reads to
+/// [`text`](Self::text) (binary ones to [`binary`](Self::binary), pongs to [`pong`](Self::pong)), asks
 /// [`ready_for_input`](Self::ready_for_input) before reading more, and calls
 /// [`finish`](Self::finish) after its last read.
 ///
@@ -38,7 +38,7 @@ use crate::{close_codes, Node, Socket};
 /// });
 /// let (tx, frames) = std::sync::mpsc::channel();
 /// let connection = node.connect(RequestInfo::default(), Arc::new(TestTransport(tx))).await;
-/// connection.text(br#"{"event":"echo","payload":"hi","callbackId":"c1"}"#);
+/// connection.text(r#"{"event":"echo","payload":"hi","callbackId":"c1"}"#);
 /// assert_eq!(frames.try_recv()?, r#"{"callbackId":"c1","payload":"hi"}"#);
 ///
 /// connection.finish(close_codes::NORMAL, "bye").await;

@@ -137,6 +137,13 @@ impl Listen {
     }
 }
 
+/// An application's handler with where its errors are reported.
+struct Reported<F> {
+    handler: F,
+    registry: Arc<Registry>,
+    event: Arc<str>,
+}
+
 struct Entry<A> {
     id: ListenerId,
     tag: Option<Arc<str>>,
@@ -192,13 +199,16 @@ impl<A: Clone + Send + 'static> Listeners<A> {
         // The handler is called inside the future, so a listener's synchronous part runs when
         // its future is first polled: listeners run in registration order, each after the
         // previous one's first poll.
-        let listener = Arc::new((handler, self.registry.clone(), Arc::<str>::from(event)));
+        let reported = Arc::new(Reported {
+            handler,
+            registry: self.registry.clone(),
+            event: Arc::from(event),
+        });
         let handler: Handler<A> = Arc::new(move |arg| {
-            let listener = listener.clone();
+            let reported = reported.clone();
             Box::pin(async move {
-                let (handler, registry, name) = &*listener;
-                if let Some(error) = handler(arg).await.into_error() {
-                    registry.report(name, &error);
+                if let Some(error) = (reported.handler)(arg).await.into_error() {
+                    reported.registry.report(&reported.event, &error);
                 }
             })
         });
