@@ -61,7 +61,8 @@ impl Payload {
 }
 
 /// Serializes as the JSON value it holds, unchanged: a handler can put a payload into its
-/// reply or forward it without decoding it.
+/// reply or forward it without decoding it. (It serializes as serde_json's `RawValue` does:
+/// formats other than JSON get a struct of one field, the JSON text.)
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
