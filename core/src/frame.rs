@@ -85,7 +85,8 @@ impl Payload {
 /// ```
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Valid JSON by construction; validating it again is a scan, with no allocation.
+        // Checked again (a scan, no allocation): a client's payload was checked with its frame,
+        // but one from another node comes as the broker carried it, and is an error if bad.
         let raw: &RawValue = serde_json::from_slice(&self.0).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
     }
