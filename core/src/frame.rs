@@ -412,5 +412,8 @@ mod tests {
         let reply = encode_reply("1", &payload).unwrap();
         let expected = r#"{"callbackId":"1","payload":{"b" : [1.50, "\u00e9"], "a":null}}"#;
         assert_eq!(std::str::from_utf8(&reply).unwrap(), expected);
+        // A payload that is not JSON (another node's, as the broker carried it) is an error.
+        let bad = Payload::from_json_bytes(Bytes::from_static(b"{\"a\":"));
+        assert!(matches!(encode_reply("1", &bad), Err(Error::Encode(_))));
     }
 }
