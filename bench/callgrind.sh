@@ -19,7 +19,6 @@ clients=10
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 [[ -d tests/js/node_modules/ws ]] ||
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 case $kind in
     crosswire)
         cargo build -q --profile release-lto -p crosswire-bench
@@ -27,6 +26,8 @@ case $kind in
         server=(./target/release-lto/crosswire-bench serve --kind crosswire --name n1 --threads 1 --rate-limit 0) ;;
     floor)
         cargo build -q --release --locked --manifest-path ../shared/floor/Cargo.toml --target-dir target/floor
+        # floor takes the port it is given (and prints it back): a free one.
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         server=(./target/floor/release/floor --port "$port" --threads 1) ;;
     *) echo "usage: bench/callgrind.sh [crosswire|floor] [REQUESTS_PER_CLIENT]" >&2; exit 2 ;;
 esac
